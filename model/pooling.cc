@@ -1,0 +1,81 @@
+#include "model/pooling.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace ctxembed {
+namespace {
+
+// fastText's getSentenceVector for unsupervised models, operation for
+// operation: a float sum of squares in index order, std::sqrt on float, a
+// multiply by the float nearest 1/norm, then by the float nearest 1/count.
+// Eigen's reductions would reorder the sums and change the last bits.
+void PoolFastText(const Eigen::MatrixXf& tokens, Eigen::VectorXf* out) {
+  const Eigen::Index dim = tokens.rows();
+  float* s = out->data();
+  int count = 0;
+  for (Eigen::Index t = 0; t < tokens.cols(); ++t) {
+    const float* v = tokens.col(t).data();
+    float sum = 0.0f;
+    for (Eigen::Index j = 0; j < dim; ++j) sum += v[j] * v[j];
+    const float norm = std::sqrt(sum);
+    if (!(norm > 0.0f)) continue;
+    const float scale = static_cast<float>(1.0 / static_cast<double>(norm));
+    for (Eigen::Index j = 0; j < dim; ++j) {
+      const float scaled = v[j] * scale;
+      s[j] += scaled;
+    }
+    ++count;
+  }
+  if (count > 0) {
+    const float scale = static_cast<float>(1.0 / static_cast<double>(count));
+    for (Eigen::Index j = 0; j < dim; ++j) s[j] *= scale;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
+  if (name == "fasttext") return Pooling::kFastText;
+  if (name == "mean") return Pooling::kMean;
+  if (name == "max") return Pooling::kMax;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown pooling \"", name, "\"; known: fasttext, mean, max"));
+}
+
+absl::string_view PoolingName(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::kFastText:
+      return "fasttext";
+    case Pooling::kMean:
+      return "mean";
+    case Pooling::kMax:
+      return "max";
+  }
+  return "unknown";
+}
+
+void Pool(const Eigen::MatrixXf& tokens, Pooling pooling, Eigen::VectorXf* out) {
+  out->setZero(tokens.rows());
+  if (tokens.cols() == 0) return;
+  switch (pooling) {
+    case Pooling::kFastText:
+      PoolFastText(tokens, out);
+      return;
+    case Pooling::kMean:
+      *out = tokens.rowwise().mean();
+      return;
+    case Pooling::kMax:
+      *out = tokens.rowwise().maxCoeff();
+      return;
+  }
+}
+
+void NormalizeL2(Eigen::Ref<Eigen::VectorXf> v) {
+  double sum = 0.0;
+  for (Eigen::Index i = 0; i < v.size(); ++i) sum += double(v[i]) * v[i];
+  if (sum > 0.0) v *= static_cast<float>(1.0 / std::sqrt(sum));
+}
+
+}  // namespace ctxembed

@@ -1,0 +1,63 @@
+#include "model/pooling.h"
+
+#include <gtest/gtest.h>
+
+namespace ctxembed {
+namespace {
+
+TEST(PoolingTest, ParsesNames) {
+  EXPECT_EQ(*ParsePooling("fasttext"), Pooling::kFastText);
+  EXPECT_EQ(*ParsePooling("mean"), Pooling::kMean);
+  EXPECT_EQ(*ParsePooling("max"), Pooling::kMax);
+  EXPECT_EQ(ParsePooling("cls").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PoolingName(Pooling::kMax), "max");
+}
+
+TEST(PoolingTest, MeanAndMax) {
+  Eigen::MatrixXf tokens(2, 3);
+  tokens << 1, 2, 6,  //
+      -1, -4, 2;
+  Eigen::VectorXf out;
+  Pool(tokens, Pooling::kMean, &out);
+  EXPECT_FLOAT_EQ(out[0], 3.0f);
+  EXPECT_FLOAT_EQ(out[1], -1.0f);
+  Pool(tokens, Pooling::kMax, &out);
+  EXPECT_FLOAT_EQ(out[0], 6.0f);
+  EXPECT_FLOAT_EQ(out[1], 2.0f);
+}
+
+TEST(PoolingTest, FastTextAveragesUnitVectorsAndSkipsZeros) {
+  Eigen::MatrixXf tokens(2, 3);
+  tokens << 3, 0, 0,  //
+      4, 0, 2;
+  Eigen::VectorXf out;
+  Pool(tokens, Pooling::kFastText, &out);
+  // (0.6, 0.8) and (0, 1) averaged; the zero column does not count.
+  EXPECT_FLOAT_EQ(out[0], 0.3f);
+  EXPECT_FLOAT_EQ(out[1], 0.9f);
+}
+
+TEST(PoolingTest, NoTokensGiveTheZeroVector) {
+  Eigen::MatrixXf tokens(4, 0);
+  Eigen::VectorXf out;
+  for (Pooling p : {Pooling::kFastText, Pooling::kMean, Pooling::kMax}) {
+    Pool(tokens, p, &out);
+    ASSERT_EQ(out.size(), 4);
+    EXPECT_TRUE(out.isZero()) << PoolingName(p);
+  }
+}
+
+TEST(PoolingTest, NormalizeL2) {
+  Eigen::VectorXf v(2);
+  v << 3, 4;
+  NormalizeL2(v);
+  EXPECT_FLOAT_EQ(v[0], 0.6f);
+  EXPECT_FLOAT_EQ(v[1], 0.8f);
+  Eigen::VectorXf zero = Eigen::VectorXf::Zero(3);
+  NormalizeL2(zero);
+  EXPECT_TRUE(zero.isZero());
+}
+
+}  // namespace
+}  // namespace ctxembed

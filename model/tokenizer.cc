@@ -1,0 +1,52 @@
+#include "model/tokenizer.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace ctxembed {
+namespace {
+
+// The C locale's isspace(), which fastText's stream extraction uses.
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+         c == '\f';
+}
+
+template <typename Emit>
+void Split(absl::string_view text, Emit emit) {
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    while (i < n && IsSpace(text[i])) ++i;
+    const size_t start = i;
+    while (i < n && !IsSpace(text[i])) ++i;
+    if (i > start) emit(text.substr(start, i - start));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Tokenizer> Tokenizer::Create(const Options& options) {
+  if (options.kind != "whitespace") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown tokenizer kind \"", options.kind, "\"; known: whitespace"));
+  }
+  return Tokenizer(options);
+}
+
+void Tokenizer::Tokenize(absl::string_view text,
+                         std::vector<std::string>* tokens) const {
+  tokens->clear();
+  Split(text, [&](absl::string_view token) {
+    tokens->emplace_back(token);
+    if (options_.lowercase) absl::AsciiStrToLower(&tokens->back());
+  });
+}
+
+size_t Tokenizer::CountTokens(absl::string_view text) const {
+  size_t count = 0;
+  Split(text, [&](absl::string_view) { ++count; });
+  return count;
+}
+
+}  // namespace ctxembed

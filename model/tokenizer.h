@@ -1,0 +1,41 @@
+// Splits text into the tokens a model sees.
+#ifndef CTXEMBED_MODEL_TOKENIZER_H_
+#define CTXEMBED_MODEL_TOKENIZER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ctxembed {
+
+// Immutable after Create; thread-safe.
+class Tokenizer {
+ public:
+  struct Options {
+    // "whitespace": split on space, tab, newline, CR, VT and FF exactly as
+    // fastText's `>>` reading does; every other byte belongs to a token.
+    std::string kind = "whitespace";
+    // Fold ASCII letters A-Z to lower case (other scripts are left as is).
+    bool lowercase = false;
+  };
+
+  // INVALID_ARGUMENT for an unknown kind.
+  static absl::StatusOr<Tokenizer> Create(const Options& options);
+
+  // Appends the tokens of `text` to *tokens (cleared first).
+  void Tokenize(absl::string_view text, std::vector<std::string>* tokens) const;
+  // Number of tokens of `text`, without building them.
+  size_t CountTokens(absl::string_view text) const;
+
+  const Options& options() const { return options_; }
+
+ private:
+  explicit Tokenizer(const Options& options) : options_(options) {}
+  Options options_;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_MODEL_TOKENIZER_H_

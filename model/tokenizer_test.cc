@@ -1,0 +1,49 @@
+#include "model/tokenizer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace ctxembed {
+namespace {
+
+using ::testing::ElementsAre;
+
+TEST(TokenizerTest, SplitsOnTheSixAsciiSpacesLikeFastText) {
+  auto t = Tokenizer::Create({});
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> tokens;
+  t->Tokenize("  a\tb\nc\rd\ve\ff  g ", &tokens);
+  EXPECT_THAT(tokens, ElementsAre("a", "b", "c", "d", "e", "f", "g"));
+  EXPECT_EQ(t->CountTokens("  a\tb\nc\rd\ve\ff  g "), 7u);
+  // Non-breaking space and other Unicode spaces are part of tokens, as in
+  // fastText.
+  t->Tokenize("a\xC2\xA0" "b", &tokens);
+  EXPECT_THAT(tokens, ElementsAre("a\xC2\xA0" "b"));
+}
+
+TEST(TokenizerTest, EmptyAndBlankTextHaveNoTokens) {
+  auto t = Tokenizer::Create({});
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> tokens = {"stale"};
+  t->Tokenize("", &tokens);
+  EXPECT_TRUE(tokens.empty());
+  t->Tokenize(" \t\n ", &tokens);
+  EXPECT_TRUE(tokens.empty());
+}
+
+TEST(TokenizerTest, LowercaseFoldsAsciiOnly) {
+  auto t = Tokenizer::Create({.kind = "whitespace", .lowercase = true});
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> tokens;
+  t->Tokenize("The CAFÉ Straße", &tokens);
+  EXPECT_THAT(tokens, ElementsAre("the", "cafÉ", "straße"));
+}
+
+TEST(TokenizerTest, RejectsUnknownKind) {
+  auto t = Tokenizer::Create({.kind = "bpe"});
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(t.status().ToString(), ::testing::HasSubstr("bpe"));
+}
+
+}  // namespace
+}  // namespace ctxembed
