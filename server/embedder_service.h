@@ -1,0 +1,64 @@
+// The gRPC face of ctxembed.v1.Embedder: bytes in, RequestHandler, bytes out.
+#ifndef CTXEMBED_SERVER_EMBEDDER_SERVICE_H_
+#define CTXEMBED_SERVER_EMBEDDER_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "ctxembed/v1/embedder.grpc.pb.h"
+#include "server/metrics.h"
+#include "server/request_handler.h"
+
+namespace ctxembed {
+
+// Every method is registered "raw" (ByteBuffer in and out) so that requests
+// that do not parse, such as texts that are not UTF-8, get INVALID_ARGUMENT
+// naming the input instead of gRPC's bare UNIMPLEMENTED.
+using RawEmbedderService = v1::Embedder::WithRawCallbackMethod_Embed<
+    v1::Embedder::WithRawCallbackMethod_EmbedTokens<
+        v1::Embedder::WithRawCallbackMethod_EmbedStream<
+            v1::Embedder::WithRawCallbackMethod_Score<
+                v1::Embedder::WithRawCallbackMethod_Tokenize<
+                    v1::Embedder::WithRawCallbackMethod_ListModels<
+                        v1::Embedder::Service>>>>>>;
+
+// Thread-safe; `handler` and `metrics` must outlive it. Calls run the model
+// on gRPC's callback threads.
+class EmbedderService final : public RawEmbedderService {
+ public:
+  EmbedderService(const RequestHandler* handler, ServerMetrics* metrics)
+      : handler_(handler), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* EmbedTokens(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* EmbedStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+
+ private:
+  // Parses, runs `call(request, response, stats)`, records metrics and
+  // finishes the RPC.
+  template <typename Request, typename Response, typename Call>
+  grpc::ServerUnaryReactor* ServeUnary(Method method,
+                                       grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out, Call call);
+
+  const RequestHandler* const handler_;
+  ServerMetrics* const metrics_;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_SERVER_EMBEDDER_SERVICE_H_

@@ -1,0 +1,91 @@
+// ctxembed-server: serves contextual text embeddings over gRPC.
+//
+//   ctxembed-server --model_dir=models/default
+//
+// Exit status: 0 after a clean shutdown (SIGTERM or SIGINT); 1 if the
+// options are bad, a port cannot be bound or a model does not load, with one
+// line on stderr naming the file and the problem.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, grpc_address, "127.0.0.1:50051",
+          "host:port to serve gRPC on (port 0: any free port)");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
+          "host:port of the Prometheus /metrics endpoint; empty: none");
+ABSL_FLAG(std::vector<std::string>, model_dir, {},
+          "model directories (comma-separated); the first is the default "
+          "model");
+ABSL_FLAG(int, max_inputs_per_request, 256,
+          "most inputs (or pairs) one request may carry");
+ABSL_FLAG(int, max_message_bytes, 64 << 20,
+          "largest gRPC request or response message, in bytes");
+ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
+          "on SIGTERM, how long in-flight calls may take to finish");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "ctxembed-server: error: %s\n", message.c_str());
+  return 1;
+}
+
+// Blocks the shutdown signals in this thread and every thread it starts, so
+// that main() can take them synchronously with sigwait().
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "serves contextual text embeddings over gRPC.\n"
+      "  ctxembed-server --model_dir=DIR [--grpc_address=127.0.0.1:50051]");
+  absl::ParseCommandLine(argc, argv);
+  const sigset_t signals = BlockShutdownSignals();
+
+  const std::vector<std::string> model_dirs = absl::GetFlag(FLAGS_model_dir);
+  if (model_dirs.empty()) return Fail("no --model_dir given");
+  ctxembed::EmbeddingServer::Options options;
+  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+
+  auto server = ctxembed::EmbeddingServer::Start(options);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  for (const std::string& dir : model_dirs) {
+    absl::Status loaded = (*server)->LoadModel(dir);
+    if (!loaded.ok()) {
+      (*server)->Shutdown();
+      return Fail(std::string(loaded.message()));
+    }
+  }
+  (*server)->SetServing(true);
+  ctxembed::LogInfo("ready: grpc_port=", (*server)->grpc_port(),
+                    " metrics_port=", (*server)->metrics_port());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  ctxembed::LogInfo("received ", strsignal(signal_number),
+                    "; draining for up to ", options.drain_timeout_ms, " ms");
+  (*server)->Shutdown();
+  ctxembed::LogInfo("stopped");
+  return 0;
+}

@@ -1,0 +1,115 @@
+#include "server/metrics.h"
+
+#include "server/grpc_status.h"
+
+namespace ctxembed {
+
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kEmbed:
+      return "Embed";
+    case Method::kEmbedTokens:
+      return "EmbedTokens";
+    case Method::kEmbedStream:
+      return "EmbedStream";
+    case Method::kScore:
+      return "Score";
+    case Method::kTokenize:
+      return "Tokenize";
+    case Method::kListModels:
+      return "ListModels";
+  }
+  return "unknown";
+}
+
+prometheus::Histogram::BucketBoundaries ServerMetrics::LatencyBuckets() {
+  return {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+          50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0};
+}
+
+ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("ctxembed_requests_total")
+                   .Help("Finished RPCs (stream messages for EmbedStream) by "
+                         "method and gRPC status code.")
+                   .Register(*registry);
+  request_duration_ = &prometheus::BuildHistogram()
+                           .Name("ctxembed_request_duration_seconds")
+                           .Help("Server-side RPC latency in seconds.")
+                           .Register(*registry);
+  inference_duration_ = &prometheus::BuildHistogram()
+                             .Name("ctxembed_inference_duration_seconds")
+                             .Help("Time spent computing vectors in the "
+                                   "model, in seconds.")
+                             .Register(*registry);
+  input_tokens_ = &prometheus::BuildCounter()
+                       .Name("ctxembed_input_tokens_total")
+                       .Help("Tokens processed by the model.")
+                       .Register(*registry);
+  auto& inflight = prometheus::BuildGauge()
+                       .Name("ctxembed_inflight_requests")
+                       .Help("RPCs being served right now.")
+                       .Register(*registry);
+  inflight_ = &inflight.Add({});
+  model_info_ = &prometheus::BuildGauge()
+                     .Name("ctxembed_model_info")
+                     .Help("1 for each loaded model, with its metadata.")
+                     .Register(*registry);
+  model_load_seconds_ = &prometheus::BuildGauge()
+                             .Name("ctxembed_model_load_seconds")
+                             .Help("Seconds it took to load and warm up the "
+                                   "model.")
+                             .Register(*registry);
+  for (int m = 0; m < kNumMethods; ++m) {
+    const char* name = MethodName(static_cast<Method>(m));
+    ok_requests_[m] = &requests_->Add({{"method", name}, {"code", "OK"}});
+    durations_[m] = &request_duration_->Add({{"method", name}},
+                                            LatencyBuckets());
+  }
+}
+
+void ServerMetrics::RecordRequest(Method method, absl::StatusCode code,
+                                  double seconds) {
+  const int m = static_cast<int>(method);
+  if (code == absl::StatusCode::kOk) {
+    ok_requests_[m]->Increment();
+  } else {
+    // Rare; Family::Add finds the existing series under its own lock.
+    requests_->Add({{"method", MethodName(method)},
+                    {"code", StatusCodeName(code)}})
+        .Increment();
+  }
+  durations_[m]->Observe(seconds);
+}
+
+ServerMetrics::PerModel& ServerMetrics::ModelSeries(const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  PerModel& series = per_model_[model];
+  if (series.inference == nullptr) {
+    series.inference =
+        &inference_duration_->Add({{"model", model}}, LatencyBuckets());
+    series.tokens = &input_tokens_->Add({{"model", model}});
+  }
+  return series;
+}
+
+void ServerMetrics::RecordInference(const std::string& model, double seconds,
+                                    int64_t tokens) {
+  PerModel& series = ModelSeries(model);  // node-stable: safe after unlock
+  series.inference->Observe(seconds);
+  series.tokens->Increment(static_cast<double>(tokens));
+}
+
+void ServerMetrics::RecordModelLoaded(const std::string& model,
+                                      const std::string& architecture, int dim,
+                                      double load_seconds) {
+  model_info_
+      ->Add({{"model", model},
+             {"architecture", architecture},
+             {"dim", std::to_string(dim)}})
+      .Set(1);
+  model_load_seconds_->Add({{"model", model}}).Set(load_seconds);
+  ModelSeries(model);  // so the model's series exist before its first call
+}
+
+}  // namespace ctxembed

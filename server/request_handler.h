@@ -1,0 +1,60 @@
+// Serves the Embedder RPCs' logic on loaded models, free of gRPC types so the
+// CLI's --local mode and tests use the same code as the server.
+#ifndef CTXEMBED_SERVER_REQUEST_HANDLER_H_
+#define CTXEMBED_SERVER_REQUEST_HANDLER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "ctxembed/v1/embedder.pb.h"
+#include "server/model_registry.h"
+
+namespace ctxembed {
+
+// What one call did, for metrics and logs.
+struct CallStats {
+  std::string model;             // name of the model that served the call
+  int64_t tokens = 0;            // tokens processed (after truncation)
+  double inference_seconds = 0;  // time spent in the model
+};
+
+// Thread-safe; holds no per-call state. The registry must outlive it.
+class RequestHandler {
+ public:
+  struct Options {
+    // Most inputs (or pairs, for Score) one request may carry.
+    int max_inputs_per_request = 256;
+  };
+
+  RequestHandler(const Options& options, const ModelRegistry* registry)
+      : options_(options), registry_(registry) {}
+
+  // Each method fills *response and *stats and returns OK, or returns
+  // INVALID_ARGUMENT (no inputs, too many, invalid UTF-8, an input over
+  // max_tokens without truncate, an unknown pooling), NOT_FOUND (unknown
+  // model) or UNAVAILABLE (no model loaded), with a message naming the input
+  // index and the limit; *response is then unspecified.
+  absl::Status Embed(const v1::EmbedRequest& request,
+                     v1::EmbedResponse* response, CallStats* stats) const;
+  absl::Status EmbedTokens(const v1::EmbedRequest& request,
+                           v1::EmbedTokensResponse* response,
+                           CallStats* stats) const;
+  absl::Status Score(const v1::ScoreRequest& request,
+                     v1::ScoreResponse* response, CallStats* stats) const;
+  absl::Status Tokenize(const v1::TokenizeRequest& request,
+                        v1::TokenizeResponse* response,
+                        CallStats* stats) const;
+  absl::Status ListModels(const v1::ListModelsRequest& request,
+                          v1::ListModelsResponse* response) const;
+
+  const Options& options() const { return options_; }
+
+ private:
+  const Options options_;
+  const ModelRegistry* const registry_;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_SERVER_REQUEST_HANDLER_H_

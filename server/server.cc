@@ -1,0 +1,131 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "model/status_macros.h"
+#include "server/log.h"
+
+namespace ctxembed {
+namespace {
+
+constexpr char kServiceName[] = "ctxembed.v1.Embedder";
+
+absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
+  if (o.grpc_address.empty()) {
+    return absl::InvalidArgumentError("grpc_address is empty");
+  }
+  if (o.max_inputs_per_request < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_inputs_per_request is ", o.max_inputs_per_request,
+        "; it must be at least 1"));
+  }
+  if (o.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes is ", o.max_message_bytes,
+        "; it must be at least 1024"));
+  }
+  if (o.drain_timeout_ms < 0) {
+    return absl::InvalidArgumentError("drain_timeout_ms is negative");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+EmbeddingServer::EmbeddingServer(const Options& options)
+    : options_(options),
+      registry_(std::make_shared<prometheus::Registry>()),
+      metrics_(registry_.get()),
+      handler_({.max_inputs_per_request = options.max_inputs_per_request},
+               &models_),
+      service_(&handler_, &metrics_) {}
+
+absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
+    const Options& options) {
+  CTXEMBED_RETURN_IF_ERROR(ValidateOptions(options));
+  std::unique_ptr<EmbeddingServer> s(new EmbeddingServer(options));
+  if (!options.metrics_address.empty()) {
+    try {
+      s->exposer_ = std::make_unique<prometheus::Exposer>(
+          options.metrics_address);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot serve metrics on ", options.metrics_address, ": ", e.what()));
+    }
+    s->exposer_->RegisterCollectable(s->registry_);
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_address,
+                           grpc::InsecureServerCredentials(), &s->grpc_port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(&s->service_);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve gRPC on ", options.grpc_address));
+  }
+  s->SetServing(false);
+  return s;
+}
+
+EmbeddingServer::~EmbeddingServer() { Shutdown(); }
+
+absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
+  const auto start = std::chrono::steady_clock::now();
+  CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
+                            Model::Load(model_dir));
+  // Warm-up: one pass through every code path a request takes.
+  v1::EmbedRequest warm;
+  warm.add_inputs("warm up the model");
+  warm.set_truncate(true);
+  CTXEMBED_RETURN_IF_ERROR(models_.Add(model));
+  warm.set_model(model->name());
+  v1::EmbedResponse response;
+  CallStats stats;
+  CTXEMBED_RETURN_IF_ERROR(handler_.Embed(warm, &response, &stats));
+  const double seconds = std::chrono::duration<double>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+  metrics_.RecordModelLoaded(model->name(), std::string(model->architecture()),
+                             model->dim(), seconds);
+  LogInfo("loaded model \"", model->name(), "\" from ", model_dir, ": ",
+          model->architecture(), ", dim ", model->dim(), ", ",
+          model->word_vectors().vocab_size(), " words (",
+          model->word_vectors().format(), "), in ", seconds, " s");
+  return absl::OkStatus();
+}
+
+void EmbeddingServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void EmbeddingServer::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_ || server_ == nullptr) return;
+    shut_down_ = true;
+  }
+  // After this, health answers NOT_SERVING and ignores further updates.
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(options_.drain_timeout_ms));
+  server_->Wait();
+}
+
+int EmbeddingServer::metrics_port() const {
+  if (exposer_ == nullptr) return 0;
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+}  // namespace ctxembed

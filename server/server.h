@@ -1,0 +1,84 @@
+// An embedding server: the gRPC service, health, reflection and metrics
+// endpoint, with the lifecycle Kubernetes expects (NOT_SERVING until the
+// models are warm, drain on shutdown).
+#ifndef CTXEMBED_SERVER_SERVER_H_
+#define CTXEMBED_SERVER_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/embedder_service.h"
+#include "server/metrics.h"
+#include "server/model_registry.h"
+#include "server/request_handler.h"
+
+namespace ctxembed {
+
+// Thread-safe. Lifecycle: Start -> LoadModel (one or more) -> SetServing ->
+// ... -> Shutdown. The destructor shuts down if Shutdown was not called.
+class EmbeddingServer {
+ public:
+  struct Options {
+    // host:port for gRPC; port 0 picks a free port (see grpc_port()).
+    std::string grpc_address = "127.0.0.1:50051";
+    // host:port of the Prometheus /metrics endpoint; empty serves none.
+    std::string metrics_address = "127.0.0.1:9464";
+    // Most inputs (or pairs) one request may carry.
+    int max_inputs_per_request = 256;
+    // Largest request or response message, in bytes.
+    int max_message_bytes = 64 << 20;
+    // How long Shutdown lets in-flight calls finish before cancelling them.
+    int64_t drain_timeout_ms = 10000;
+  };
+
+  // Binds the ports and starts serving with health NOT_SERVING (calls get
+  // UNAVAILABLE until a model is loaded). INVALID_ARGUMENT for bad options,
+  // UNAVAILABLE if an address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<EmbeddingServer>> Start(
+      const Options& options);
+  ~EmbeddingServer();
+
+  // Loads the model in `model_dir`, warms it up and makes it servable (the
+  // first one loaded is the default). Returns the loader's error, which
+  // names the file and the problem.
+  absl::Status LoadModel(const std::string& model_dir);
+
+  // Sets grpc.health.v1 status "" and "ctxembed.v1.Embedder".
+  void SetServing(bool serving);
+
+  // Health goes NOT_SERVING, new calls are refused, in-flight calls get up
+  // to drain_timeout_ms to finish, then the rest are cancelled. Idempotent.
+  void Shutdown();
+
+  int grpc_port() const { return grpc_port_; }
+  // 0 when no metrics endpoint is served.
+  int metrics_port() const;
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  explicit EmbeddingServer(const Options& options);
+
+  // Constant after Start.
+  const Options options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  ServerMetrics metrics_;
+  ModelRegistry models_;
+  RequestHandler handler_;
+  EmbedderService service_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_SERVER_SERVER_H_
