@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what ctxembed needs (Debian 12 packages only) and builds it.
+# Idempotent: when every package is present it skips apt entirely, and the
+# build is incremental (ccache makes a clean rebuild quick too).
+#
+#   scripts/setup.sh            # packages + Release build in build/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  g++ cmake pkg-config ccache make libgrpc++-dev protobuf-compiler-grpc
+  libprotobuf-dev protobuf-compiler libeigen3-dev libabsl-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev
+  # tests, tools and the default model
+  python3 python3-grpcio python3-protobuf python3-numpy python3-fasttext
+  grpc-proto fasttext wordnet-base prometheus curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
+    --no-install-recommends "${missing[@]}"
+fi
+
+export CCACHE_BASEDIR="$PWD"
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
+if [ ! -f build/CMakeCache.txt ]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > build.log 2>&1 ||
+    { cat build.log; exit 1; }
+  rm -f build.log
+fi
+cmake --build build -j"$(nproc)"

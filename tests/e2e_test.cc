@@ -1,0 +1,259 @@
+// The server end to end, in process: a real gRPC server on 127.0.0.1:0 and
+// real clients (generated stubs, a raw generic stub, the health service).
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "ctxembed/v1/embedder.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "model/test_data.h"
+#include "server/server.h"
+
+namespace ctxembed {
+namespace {
+
+using ::testing::HasSubstr;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EmbeddingServer::Options options;
+    options.grpc_address = "127.0.0.1:0";
+    options.metrics_address = "";  // the Exposer is tested with the binary
+    options.max_inputs_per_request = 8;
+    auto server = EmbeddingServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    channel_ = grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->grpc_port()),
+        grpc::InsecureChannelCredentials());
+    stub_ = v1::Embedder::NewStub(channel_);
+    health_ = grpc::health::v1::Health::NewStub(channel_);
+  }
+
+  void LoadGoldenModels() {
+    for (const char* m : {"sg_d8", "cbow_d12"}) {
+      ASSERT_TRUE(server_->LoadModel(testing::GoldenDir() + "/models/" + m).ok());
+    }
+    server_->SetServing(true);
+  }
+
+  HealthCheckResponse::ServingStatus Health(const std::string& service) {
+    grpc::ClientContext ctx;
+    HealthCheckRequest req;
+    req.set_service(service);
+    HealthCheckResponse resp;
+    grpc::Status s = health_->Check(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
+  }
+
+  grpc::Status Embed(const v1::EmbedRequest& req, v1::EmbedResponse* resp) {
+    grpc::ClientContext ctx;
+    return stub_->Embed(&ctx, req, resp);
+  }
+
+  std::unique_ptr<EmbeddingServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Embedder::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+TEST_F(EndToEndTest, HealthFollowsTheModelLifecycle) {
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health("ctxembed.v1.Embedder"), HealthCheckResponse::NOT_SERVING);
+  v1::EmbedRequest req;
+  req.add_inputs("too early");
+  v1::EmbedResponse resp;
+  EXPECT_EQ(Embed(req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  LoadGoldenModels();
+  EXPECT_EQ(Health(""), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Health("ctxembed.v1.Embedder"), HealthCheckResponse::SERVING);
+  EXPECT_TRUE(Embed(req, &resp).ok());
+}
+
+TEST_F(EndToEndTest, EmbedMatchesTheModel) {
+  LoadGoldenModels();
+  v1::EmbedRequest req;
+  req.add_inputs("the dog bit the man");
+  req.add_inputs("東京 café");
+  req.set_model("cbow_d12");
+  v1::EmbedResponse resp;
+  ASSERT_TRUE(Embed(req, &resp).ok());
+  EXPECT_EQ(resp.model(), "cbow_d12");
+  auto model = Model::Load(testing::GoldenDir() + "/models/cbow_d12");
+  ASSERT_TRUE(model.ok());
+  for (int i = 0; i < 2; ++i) {
+    std::vector<std::string> tokens;
+    (*model)->tokenizer().Tokenize(req.inputs(i), &tokens);
+    Eigen::MatrixXf vectors;
+    (*model)->EmbedTokens(tokens, &vectors);
+    Eigen::VectorXf want;
+    Pool(vectors, Pooling::kFastText, &want);
+    ASSERT_EQ(resp.embeddings(i).values_size(), 12);
+    for (int j = 0; j < 12; ++j) {
+      EXPECT_EQ(resp.embeddings(i).values(j), want[j]) << i << "," << j;
+    }
+  }
+}
+
+TEST_F(EndToEndTest, BadRequestsGetClearErrorsAndTheServerGoesOn) {
+  LoadGoldenModels();
+  struct Case {
+    v1::EmbedRequest req;
+    grpc::StatusCode code;
+    const char* message;
+  };
+  std::vector<Case> cases(4);
+  cases[0] = {{}, grpc::StatusCode::INVALID_ARGUMENT, "request has no inputs"};
+  for (int i = 0; i < 9; ++i) cases[1].req.add_inputs("x");
+  cases[1].code = grpc::StatusCode::INVALID_ARGUMENT;
+  cases[1].message = "request has 9 inputs; max_inputs_per_request is 8";
+  cases[2].req.add_inputs("a");
+  cases[2].req.set_model("missing");
+  cases[2].code = grpc::StatusCode::NOT_FOUND;
+  cases[2].message = "model \"missing\" is not loaded; loaded: sg_d8, cbow_d12";
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "word ";
+  cases[3].req.add_inputs("short");
+  cases[3].req.add_inputs(long_text);
+  cases[3].code = grpc::StatusCode::INVALID_ARGUMENT;
+  cases[3].message = "input 1 has 100 tokens; max_tokens of model \"sg_d8\" is 64";
+  for (const Case& c : cases) {
+    v1::EmbedResponse resp;
+    grpc::Status s = Embed(c.req, &resp);
+    EXPECT_EQ(s.error_code(), c.code) << c.message;
+    EXPECT_THAT(s.error_message(), HasSubstr(c.message));
+  }
+  v1::EmbedRequest ok;
+  ok.add_inputs("still serving");
+  v1::EmbedResponse resp;
+  EXPECT_TRUE(Embed(ok, &resp).ok());
+}
+
+TEST_F(EndToEndTest, InvalidUtf8NamesTheInput) {
+  LoadGoldenModels();
+  // Raw bytes, as a client that skips UTF-8 checks would send them:
+  // inputs[0] = "fine", inputs[1] = "caf\xC3" (cut in the middle of é).
+  const std::string body = std::string("\x0a\x04" "fine" "\x0a\x04" "caf\xC3", 12);
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext ctx;
+  grpc::Slice slice(body);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/ctxembed.v1.Embedder/Embed", grpc::StubOptions(),
+                    &request, &response, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_one();
+                    });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "input 1 is not valid UTF-8 (byte 3)");
+}
+
+TEST_F(EndToEndTest, EmbedTokensScoreTokenizeListModels) {
+  LoadGoldenModels();
+  v1::EmbedRequest req;
+  req.add_inputs("the dog");
+  v1::EmbedTokensResponse tokens;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->EmbedTokens(&ctx, req, &tokens).ok());
+  }
+  ASSERT_EQ(tokens.results(0).tokens_size(), 2);
+  EXPECT_EQ(tokens.results(0).vectors(1).values_size(), 8);
+  v1::ScoreRequest score_req;
+  score_req.add_pairs()->set_a("dog");
+  score_req.mutable_pairs(0)->set_b("dog");
+  v1::ScoreResponse score;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Score(&ctx, score_req, &score).ok());
+  }
+  EXPECT_NEAR(score.scores(0), 1.0f, 1e-6);
+  v1::ListModelsResponse models;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListModels(&ctx, {}, &models).ok());
+  }
+  ASSERT_EQ(models.models_size(), 2);
+  EXPECT_TRUE(models.models(0).is_default());
+  EXPECT_EQ(models.models(1).name(), "cbow_d12");
+  EXPECT_EQ(models.models(1).dimension(), 12);
+}
+
+TEST_F(EndToEndTest, EmbedStreamAnswersInOrderAndEchoesRequestIds) {
+  LoadGoldenModels();
+  grpc::ClientContext ctx;
+  auto stream = stub_->EmbedStream(&ctx);
+  for (int i = 0; i < 5; ++i) {
+    v1::EmbedRequest req;
+    req.add_inputs(absl::StrCat("sentence number ", i));
+    req.set_request_id(absl::StrCat("r", i));
+    ASSERT_TRUE(stream->Write(req));
+    v1::EmbedResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    EXPECT_EQ(resp.request_id(), absl::StrCat("r", i));
+    EXPECT_EQ(resp.embeddings_size(), 1);
+  }
+  v1::EmbedRequest bad;
+  bad.set_request_id("bad-one");
+  ASSERT_TRUE(stream->Write(bad));
+  v1::EmbedResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "request_id bad-one: request has no inputs");
+}
+
+TEST_F(EndToEndTest, ConcurrentClientsGetIdenticalAnswers) {
+  LoadGoldenModels();
+  v1::EmbedRequest req;
+  req.add_inputs("a kind of plant that grows in water");
+  v1::EmbedResponse reference;
+  ASSERT_TRUE(Embed(req, &reference).ok());
+  std::atomic<int> mismatches{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        v1::EmbedResponse resp;
+        grpc::ClientContext ctx;
+        if (!stub_->Embed(&ctx, req, &resp).ok()) {
+          ++failures;
+        } else if (resp.SerializeAsString() != reference.SerializeAsString()) {
+          ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST_F(EndToEndTest, ShutdownRefusesNewCalls) {
+  LoadGoldenModels();
+  server_->Shutdown();
+  v1::EmbedRequest req;
+  req.add_inputs("after shutdown");
+  v1::EmbedResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  EXPECT_FALSE(stub_->Embed(&ctx, req, &resp).ok());
+}
+
+}  // namespace
+}  // namespace ctxembed

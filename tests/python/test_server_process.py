@@ -1,0 +1,208 @@
+"""The server binary as an operator sees it: refusing bad models with one
+clear line, shutting down cleanly on signals, exposing valid Prometheus
+metrics, and the CLI agreeing with it."""
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import unittest
+import urllib.request
+
+import harness
+from harness import embedder_pb2, grpc
+
+SG_D8 = os.path.join(harness.GOLDEN, "models", "sg_d8")
+CONFIG = ('{"ctxembed_format": 1, "name": "m", "max_tokens": 16, '
+          '"embedding": {"kind": "fasttext", "file": "%s"}, "encoder": []}')
+
+
+class BadModelTest(unittest.TestCase):
+    """Each broken model makes the server exit 1 with one line naming the
+    file and the problem; never a crash."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ctxembed_bad_model_")
+        with open(os.path.join(SG_D8, "vectors.bin"), "rb") as f:
+            self.good_bin = f.read()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def write(self, name, data):
+        mode = "wb" if isinstance(data, bytes) else "w"
+        with open(os.path.join(self.dir, name), mode) as f:
+            f.write(data)
+
+    def expect_refusal(self, *expected):
+        code, err = harness.run_server_expecting_failure([self.dir])
+        lines = err.strip().splitlines()
+        self.assertEqual(code, 1, err)
+        self.assertEqual(len(lines), 1, err)
+        self.assertTrue(lines[0].startswith("ctxembed-server: error: "), err)
+        for e in expected:
+            self.assertIn(e, lines[0])
+        return lines[0]
+
+    def test_missing_directory_and_files(self):
+        self.expect_refusal(os.path.join(self.dir, "config.json"),
+                            "No such file")
+        self.write("config.json", CONFIG % "vectors.bin")
+        self.expect_refusal(os.path.join(self.dir, "vectors.bin"),
+                            "No such file")
+
+    def test_config_errors(self):
+        self.write("config.json", '{"ctxembed_format": 1,')
+        self.expect_refusal("config.json: invalid JSON at byte")
+        self.write("config.json", '{"ctxembed_format": 1, "name": "m"}')
+        self.expect_refusal('config.json: key "embedding": required key')
+        self.write("config.json", (CONFIG % "v.bin").replace(
+            '"encoder"', '"encodr"'))
+        self.expect_refusal('key "encodr": unknown key')
+
+    def test_bad_vectors(self):
+        self.write("config.json", CONFIG % "vectors.bin")
+        cases = [
+            (b"\x00" * 3, "vectors.bin"),
+            (b"garbage that is not a model\n", "line 1"),
+            (self.good_bin[:4] + struct.pack("<i", 99) + self.good_bin[8:],
+             "unsupported fastText format version 99"),
+            (self.good_bin[:8] + struct.pack("<i", 0) + self.good_bin[12:],
+             "dim 0 is outside"),
+            (self.good_bin[:64] + struct.pack("<iii", 2**31 - 1, 2**31 - 2, 1)
+             + self.good_bin[76:], "the file is too short"),
+            (b"2 3\nab 1 2 3\ncd 4 5\n", "line 3: 2 values; the header says dim 3"),
+        ]
+        for data, expected in cases:
+            with self.subTest(expected=expected):
+                self.write("vectors.bin", data)
+                self.expect_refusal("vectors.bin", expected)
+
+    def test_truncated_files(self):
+        self.write("config.json", CONFIG % "vectors.bin")
+        size = len(self.good_bin)
+        for cut in (0, 1, 5, 60, 100, 4000, size // 2, size - 40, size - 1):
+            with self.subTest(cut=cut):
+                self.write("vectors.bin", self.good_bin[:cut])
+                self.expect_refusal("vectors.bin")
+
+    def test_files_from_before_fasttext_09(self):
+        ext = os.path.join(harness.SHARED, "data", "fasttext-external")
+        for name in ("non_ascii_fasttext.bin", "lee_fasttext.bin"):
+            with self.subTest(name=name):
+                self.write("config.json",
+                           CONFIG % os.path.join(ext, name))
+                self.expect_refusal(name, "before version 0.9")
+
+    def test_bad_flags(self):
+        code, err = harness.run_server_expecting_failure(
+            [SG_D8], "--max_inputs_per_request=0")
+        self.assertEqual(code, 1)
+        self.assertIn("max_inputs_per_request is 0", err)
+        code, err = subprocess.run([harness.SERVER], capture_output=True,
+                                   text=True).returncode, ""
+        self.assertEqual(code, 1)
+
+
+class LifecycleTest(unittest.TestCase):
+
+    def test_sigterm_and_sigint_exit_cleanly(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(sig=sig):
+                server = harness.Server([SG_D8], metrics=False)
+                try:
+                    server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"]))
+                    code, err = server.stop(sig)
+                    self.assertEqual(code, 0, err)
+                    self.assertIn("draining", err)
+                    self.assertIn("stopped", err)
+                finally:
+                    server.close()
+
+
+class MetricsAndCliTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server([SG_D8])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def scrape(self):
+        url = "http://127.0.0.1:%d/metrics" % self.server.metrics_port
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
+
+    @staticmethod
+    def value(text, series):
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def test_metrics_pass_promtool_and_count_calls(self):
+        stub = self.server.stub
+        ok = 'ctxembed_requests_total{code="OK",method="Embed"}'
+        bad = 'ctxembed_requests_total{code="INVALID_ARGUMENT",method="Embed"}'
+        hist = 'ctxembed_request_duration_seconds_count{method="Embed"}'
+        tokens = 'ctxembed_input_tokens_total{model="sg_d8"}'
+        before = self.scrape()
+        for _ in range(5):
+            stub.Embed(embedder_pb2.EmbedRequest(inputs=["the dog", "a cat"]))
+        with self.assertRaises(grpc.RpcError):
+            stub.Embed(embedder_pb2.EmbedRequest())
+        text = self.scrape()
+        check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                               capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertEqual(self.value(text, ok) - self.value(before, ok), 5)
+        self.assertEqual(self.value(text, bad) - self.value(before, bad), 1)
+        self.assertEqual(self.value(text, hist) - self.value(before, hist), 6)
+        self.assertEqual(self.value(text, tokens) - self.value(before, tokens),
+                         20)
+        for expected in [
+                'ctxembed_request_duration_seconds_bucket{method="Embed",le="5e-05"}',
+                'ctxembed_request_duration_seconds_bucket{method="Embed",le="10"}',
+                'ctxembed_inference_duration_seconds_count{model="sg_d8"}',
+                'ctxembed_inflight_requests 0',
+                'ctxembed_model_info{architecture="bag_of_vectors",dim="8",model="sg_d8"} 1',
+                'ctxembed_model_load_seconds{model="sg_d8"}']:
+            self.assertIn(expected, text)
+
+    def test_cli_remote_equals_local(self):
+        texts = ["the dog bit the man", "", "東京 café"]
+        server = "--server=127.0.0.1:%d" % self.server.grpc_port
+
+        def run(*args):
+            p = subprocess.run([harness.CLI] + list(args),
+                               input="\n".join(texts) + "\n",
+                               capture_output=True, text=True, check=True)
+            return [json.loads(line) for line in p.stdout.splitlines()]
+
+        remote = run("embed", server)
+        local = run("embed", "--local", "--model_dir=" + SG_D8)
+        self.assertEqual(remote, local)
+        self.assertEqual([r["input"] for r in remote], texts)
+        self.assertEqual(len(remote[0]["embedding"]), 8)
+        tokens = run("tokenize", server)
+        self.assertEqual(tokens[2]["tokens"], ["東京", "café"])
+        models = run("models", server)
+        self.assertEqual(models[0]["name"], "sg_d8")
+        self.assertEqual(models[0]["dimension"], 8)
+        per_token = run("tokens", server)
+        self.assertEqual(len(per_token[0]["vectors"]), 5)
+
+    def test_cli_reports_errors(self):
+        p = subprocess.run([harness.CLI, "embed",
+                            "--server=127.0.0.1:%d" % self.server.grpc_port,
+                            "w " * 65], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT: input 0 has 65 tokens", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
