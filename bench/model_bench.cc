@@ -63,13 +63,12 @@ void BM_EmbedSentence16(benchmark::State& state) {
   const std::string text =
       "a kind of small plant that grows in shallow water near the river bank "
       "in spring";
-  std::vector<std::string> tokens;
-  Eigen::MatrixXf vectors;
-  Eigen::VectorXf pooled;
+  std::vector<TokenList> sentences(1);
+  TowerScratch scratch;
+  Eigen::MatrixXf pooled;
   for (auto _ : state) {
-    m.tokenizer().Tokenize(text, &tokens);
-    m.EmbedTokens(tokens, &vectors);
-    Pool(vectors, Pooling::kFastText, &pooled);
+    m.tokenizer().Tokenize(text, &sentences[0]);
+    m.tower(0).Embed(sentences, Pooling::kFastText, scratch, &pooled);
     benchmark::DoNotOptimize(pooled.data());
   }
   state.SetItemsProcessed(state.iterations());

@@ -114,35 +114,163 @@ absl::Status ParseTokenizer(const ObjectReader& top, absl::string_view file,
   return absl::OkStatus();
 }
 
-absl::Status ParseEmbedding(const ObjectReader& top, absl::string_view file,
+absl::Status ParseEmbedding(const ObjectReader& tower, absl::string_view file,
                             EmbeddingConfig* out) {
-  const Json* v = top.Find("embedding");
-  if (v == nullptr) return top.Error("embedding", "required key is missing");
-  ObjectReader r(*v, "embedding", file);
-  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
-  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"kind", "file"}));
-  CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
-  if (out->kind != "fasttext") {
-    return r.Error("embedding.kind", absl::StrCat("unknown kind \"", out->kind,
-                                                  "\"; known: fasttext"));
+  const Json* v = tower.Find("embedding");
+  if (v == nullptr) {
+    return tower.Error(tower.Key("embedding"), "required key is missing");
   }
-  CTXEMBED_RETURN_IF_ERROR(r.String("file", true, &out->file));
-  if (out->file.empty()) return r.Error("embedding.file", "is empty");
+  ObjectReader r(*v, tower.Key("embedding"), file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
+  if (out->kind == "fasttext") {
+    CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"kind", "file"}));
+    CTXEMBED_RETURN_IF_ERROR(r.String("file", true, &out->file));
+    if (out->file.empty()) return r.Error(r.Key("file"), "is empty");
+    return absl::OkStatus();
+  }
+  if (out->kind == "table") {
+    CTXEMBED_RETURN_IF_ERROR(
+        r.CheckKeys({"kind", "tensor", "vocab", "unk_token"}));
+    CTXEMBED_RETURN_IF_ERROR(r.String("tensor", true, &out->tensor));
+    CTXEMBED_RETURN_IF_ERROR(r.String("vocab", true, &out->vocab));
+    out->unk_token = "<unk>";
+    CTXEMBED_RETURN_IF_ERROR(r.String("unk_token", false, &out->unk_token));
+    return absl::OkStatus();
+  }
+  return r.Error(r.Key("kind"), absl::StrCat("unknown kind \"", out->kind,
+                                             "\"; known: fasttext, table"));
+}
+
+absl::Status ParseModule(const Json& json, const std::string& path,
+                         absl::string_view file, RecurrentConfig* out) {
+  ObjectReader r(json, path, file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"kind", "prefix", "input_size",
+                                        "hidden_size", "num_layers",
+                                        "bidirectional", "residual"}));
+  CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
+  if (out->kind != "lstm" && out->kind != "gru") {
+    return r.Error(r.Key("kind"), absl::StrCat("unknown kind \"", out->kind,
+                                               "\"; known: lstm, gru"));
+  }
+  CTXEMBED_RETURN_IF_ERROR(r.String("prefix", true, &out->prefix));
+  CTXEMBED_RETURN_IF_ERROR(
+      r.Int("input_size", true, 1, 1 << 16, &out->input_size));
+  CTXEMBED_RETURN_IF_ERROR(
+      r.Int("hidden_size", true, 1, 1 << 16, &out->hidden_size));
+  CTXEMBED_RETURN_IF_ERROR(r.Int("num_layers", false, 1, 64, &out->num_layers));
+  CTXEMBED_RETURN_IF_ERROR(r.Bool("bidirectional", &out->bidirectional));
+  CTXEMBED_RETURN_IF_ERROR(r.Bool("residual", &out->residual));
   return absl::OkStatus();
 }
 
-absl::Status ParseEncoder(const ObjectReader& top) {
-  const Json* v = top.Find("encoder");
-  if (v == nullptr) return absl::OkStatus();
-  if (!v->is_array()) {
-    return top.Error("encoder", absl::StrCat("expected a list of modules, got ",
-                                             v->dump()));
+absl::Status ParseLinear(const Json& json, const std::string& path,
+                         absl::string_view file, LinearConfig* out) {
+  ObjectReader r(json, path, file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"prefix", "activation"}));
+  CTXEMBED_RETURN_IF_ERROR(r.String("prefix", true, &out->prefix));
+  CTXEMBED_RETURN_IF_ERROR(r.String("activation", false, &out->activation));
+  for (const char* a : {"none", "relu", "tanh", "sigmoid"}) {
+    if (out->activation == a) return absl::OkStatus();
   }
-  if (!v->empty()) {
-    // Recurrent modules come with the encoder format; until then a model
-    // that needs them must not be served as a bag of vectors.
-    return top.Error("encoder", "this build serves only bag-of-vectors "
-                                "models (an empty encoder list)");
+  return r.Error(r.Key("activation"),
+                 absl::StrCat("unknown activation \"", out->activation,
+                              "\"; known: none, relu, tanh, sigmoid"));
+}
+
+absl::Status ParseTower(const ObjectReader& r, absl::string_view file,
+                        TowerConfig* out) {
+  CTXEMBED_RETURN_IF_ERROR(ParseEmbedding(r, file, &out->embedding));
+  if (const Json* v = r.Find("encoder")) {
+    if (!v->is_array()) {
+      return r.Error(r.Key("encoder"),
+                     absl::StrCat("expected a list of modules, got ", v->dump()));
+    }
+    for (size_t i = 0; i < v->size(); ++i) {
+      RecurrentConfig module;
+      CTXEMBED_RETURN_IF_ERROR(ParseModule(
+          (*v)[i], absl::StrCat(r.Key("encoder"), "[", i, "]"), file, &module));
+      out->encoder.push_back(module);
+    }
+  }
+  std::string pooling = out->encoder.empty() ? "fasttext" : "mean";
+  CTXEMBED_RETURN_IF_ERROR(r.String("pooling", false, &pooling));
+  absl::StatusOr<Pooling> p = ParsePooling(pooling);
+  if (!p.ok()) return r.Error(r.Key("pooling"), p.status().message());
+  if (*p == Pooling::kLast && out->encoder.empty()) {
+    return r.Error(r.Key("pooling"), "\"last\" needs an encoder module");
+  }
+  out->pooling = *p;
+  if (const Json* v = r.Find("projection")) {
+    out->projection.emplace();
+    CTXEMBED_RETURN_IF_ERROR(
+        ParseLinear(*v, r.Key("projection"), file, &*out->projection));
+  }
+  return r.Bool("normalize", &out->normalize);
+}
+
+absl::Status ParseComparator(const ObjectReader& top, absl::string_view file,
+                             ComparatorConfig* out) {
+  ObjectReader r(*top.Find("comparator"), "comparator", file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"layers", "output", "score_class"}));
+  const Json* layers = r.Find("layers");
+  if (layers == nullptr || !layers->is_array() || layers->empty()) {
+    return r.Error("comparator.layers", "expected a non-empty list of layers");
+  }
+  for (size_t i = 0; i < layers->size(); ++i) {
+    LinearConfig layer;
+    CTXEMBED_RETURN_IF_ERROR(ParseLinear(
+        (*layers)[i], absl::StrCat("comparator.layers[", i, "]"), file, &layer));
+    out->layers.push_back(layer);
+  }
+  CTXEMBED_RETURN_IF_ERROR(r.String("output", false, &out->output));
+  if (out->output != "identity" && out->output != "sigmoid" &&
+      out->output != "softmax") {
+    return r.Error("comparator.output",
+                   "expected identity, sigmoid or softmax");
+  }
+  return r.Int("score_class", false, 0, 1 << 16, &out->score_class);
+}
+
+constexpr std::initializer_list<absl::string_view> kTowerKeys = {
+    "embedding", "encoder", "pooling", "projection", "normalize"};
+
+absl::Status ParseTowers(const ObjectReader& top, absl::string_view file,
+                         ModelConfig* config) {
+  const Json* towers = top.Find("towers");
+  if (towers == nullptr) {  // a single encoder, its keys at the top level
+    TowerConfig tower;
+    CTXEMBED_RETURN_IF_ERROR(ParseTower(top, file, &tower));
+    config->towers.emplace_back("enc0", std::move(tower));
+    if (top.Find("comparator") != nullptr) {
+      return top.Error("comparator", "needs two towers (key \"towers\")");
+    }
+    return absl::OkStatus();
+  }
+  for (absl::string_view key : kTowerKeys) {
+    if (top.Find(std::string(key).c_str()) != nullptr) {
+      return top.Error(key, "belongs inside each tower when \"towers\" is set");
+    }
+  }
+  ObjectReader r(*towers, "towers", file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"enc0", "enc1"}));
+  for (const char* name : {"enc0", "enc1"}) {
+    const Json* t = r.Find(name);
+    if (t == nullptr) return r.Error(r.Key(name), "required key is missing");
+    ObjectReader tr(*t, r.Key(name), file);
+    CTXEMBED_RETURN_IF_ERROR(tr.CheckIsObject());
+    CTXEMBED_RETURN_IF_ERROR(tr.CheckKeys(kTowerKeys));
+    TowerConfig tower;
+    CTXEMBED_RETURN_IF_ERROR(ParseTower(tr, file, &tower));
+    config->towers.emplace_back(name, std::move(tower));
+  }
+  if (top.Find("comparator") != nullptr) {
+    config->comparator.emplace();
+    CTXEMBED_RETURN_IF_ERROR(ParseComparator(top, file, &*config->comparator));
   }
   return absl::OkStatus();
 }
@@ -164,9 +292,10 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
     return absl::InvalidArgumentError(
         absl::StrCat(file, ": expected a JSON object at the top level"));
   }
-  CTXEMBED_RETURN_IF_ERROR(top.CheckKeys({"ctxembed_format", "name",
-                                          "max_tokens", "tokenizer",
-                                          "embedding", "encoder", "pooling"}));
+  CTXEMBED_RETURN_IF_ERROR(top.CheckKeys(
+      {"ctxembed_format", "name", "max_tokens", "tokenizer", "weights",
+       "embedding", "encoder", "pooling", "projection", "normalize", "towers",
+       "comparator"}));
   CTXEMBED_RETURN_IF_ERROR(top.Int("ctxembed_format", true, kFormatVersion,
                                    kFormatVersion, &config.format_version));
   CTXEMBED_RETURN_IF_ERROR(top.String("name", true, &config.name));
@@ -176,17 +305,22 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
   CTXEMBED_RETURN_IF_ERROR(top.Int("max_tokens", false, 1, kMaxTokensLimit,
                                    &config.max_tokens));
   CTXEMBED_RETURN_IF_ERROR(ParseTokenizer(top, file, &config.tokenizer));
-  CTXEMBED_RETURN_IF_ERROR(ParseEmbedding(top, file, &config.embedding));
-  CTXEMBED_RETURN_IF_ERROR(ParseEncoder(top));
-  std::string pooling = "fasttext";
-  CTXEMBED_RETURN_IF_ERROR(top.String("pooling", false, &pooling));
-  absl::StatusOr<Pooling> p = ParsePooling(pooling);
-  if (!p.ok()) return top.Error("pooling", p.status().message());
-  config.pooling = *p;
+  CTXEMBED_RETURN_IF_ERROR(top.String("weights", false, &config.weights));
+  CTXEMBED_RETURN_IF_ERROR(ParseTowers(top, file, &config));
   return config;
 }
 
 }  // namespace
+
+bool ModelConfig::NeedsWeights() const {
+  for (const auto& [name, tower] : towers) {
+    if (!tower.encoder.empty() || tower.projection ||
+        tower.embedding.kind == "table") {
+      return true;
+    }
+  }
+  return comparator.has_value();
+}
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
                                              absl::string_view file_name) {

@@ -2,21 +2,54 @@
 #ifndef CTXEMBED_MODEL_MODEL_CONFIG_H_
 #define CTXEMBED_MODEL_MODEL_CONFIG_H_
 
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "model/pooling.h"
+#include "model/recurrent_module.h"
 #include "model/tokenizer.h"
 
 namespace ctxembed {
 
-// The word-vector layer (config key "embedding").
+// The word-vector layer (key "embedding").
 struct EmbeddingConfig {
   // "fasttext": a fastText .bin, .vec or word2vec binary file (by content).
+  // "table": a learned embedding matrix in the weights file plus a vocabulary.
   std::string kind;
-  // Path of the vectors file, relative to the model directory.
-  std::string file;
+  std::string file;       // fasttext: path relative to the model directory
+  std::string tensor;     // table: [vocab x dim] tensor name
+  std::string vocab;      // table: one token per line, line i = row i
+  std::string unk_token;  // table: row for unknown tokens ("" = zero vector)
+};
+
+// A PyTorch nn.Linear: "{prefix}.weight" [out x in], optional "{prefix}.bias".
+struct LinearConfig {
+  std::string prefix;
+  // "none", "relu", "tanh" or "sigmoid", applied after the layer.
+  std::string activation = "none";
+};
+
+// One encoder: word vectors, recurrent modules, pooling, projection.
+struct TowerConfig {
+  EmbeddingConfig embedding;
+  std::vector<RecurrentConfig> encoder;  // empty: a bag of word vectors
+  // Default: "fasttext" for a bag of vectors, "mean" with an encoder.
+  Pooling pooling = Pooling::kFastText;
+  std::optional<LinearConfig> projection;  // on the pooled vector
+  bool normalize = false;                  // L2-normalise the final vector
+};
+
+// Object2Vec's comparator: an MLP over [u, v, |u - v|, u * v].
+struct ComparatorConfig {
+  std::vector<LinearConfig> layers;
+  // "identity" or "sigmoid" (last layer of width 1), or "softmax" (the
+  // probability of class `score_class`).
+  std::string output = "identity";
+  int score_class = 1;
 };
 
 // Everything config.json says; see model/README.md for the format.
@@ -26,8 +59,15 @@ struct ModelConfig {
   // Longest input accepted (in tokens) unless a request asks to truncate.
   int max_tokens = 256;
   Tokenizer::Options tokenizer;
-  EmbeddingConfig embedding;
-  Pooling pooling = Pooling::kFastText;
+  // Tensors (safetensors), relative to the model directory.
+  std::string weights = "model.safetensors";
+  // One tower named "enc0" for a single encoder; "enc0" and "enc1" for a
+  // dual encoder (key "towers").
+  std::vector<std::pair<std::string, TowerConfig>> towers;
+  std::optional<ComparatorConfig> comparator;
+
+  // True if any part reads tensors from `weights`.
+  bool NeedsWeights() const;
 };
 
 // Parses config.json text. On error returns INVALID_ARGUMENT whose message

@@ -21,9 +21,46 @@ TEST(ModelConfigTest, ParsesTheDocumentedExample) {
   EXPECT_EQ(c->name, "ft-small");
   EXPECT_EQ(c->max_tokens, 256);
   EXPECT_TRUE(c->tokenizer.lowercase);
-  EXPECT_EQ(c->embedding.kind, "fasttext");
-  EXPECT_EQ(c->embedding.file, "vectors.bin");
-  EXPECT_EQ(c->pooling, Pooling::kMean);
+  ASSERT_EQ(c->towers.size(), 1u);
+  EXPECT_EQ(c->towers[0].first, "enc0");
+  EXPECT_EQ(c->towers[0].second.embedding.kind, "fasttext");
+  EXPECT_EQ(c->towers[0].second.embedding.file, "vectors.bin");
+  EXPECT_EQ(c->towers[0].second.pooling, Pooling::kMean);
+  EXPECT_FALSE(c->NeedsWeights());
+}
+
+TEST(ModelConfigTest, ParsesEncodersAndDualTowers) {
+  auto c = ParseModelConfig(R"({
+    "ctxembed_format": 1, "name": "o2v", "weights": "w.safetensors",
+    "tokenizer": {"kind": "words_and_punct", "lowercase": true},
+    "towers": {
+      "enc0": {"embedding": {"kind": "table", "tensor": "emb.weight",
+                             "vocab": "vocab.txt"},
+               "encoder": [{"kind": "gru", "prefix": "q", "input_size": 8,
+                            "hidden_size": 6, "bidirectional": true}],
+               "pooling": "last", "projection": {"prefix": "qp"}},
+      "enc1": {"embedding": {"kind": "fasttext", "file": "v.bin"},
+               "normalize": true}},
+    "comparator": {"layers": [{"prefix": "cmp.0", "activation": "relu"},
+                              {"prefix": "cmp.2"}], "output": "softmax"}})",
+                            "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->weights, "w.safetensors");
+  ASSERT_EQ(c->towers.size(), 2u);
+  const TowerConfig& q = c->towers[0].second;
+  EXPECT_EQ(q.embedding.unk_token, "<unk>");
+  ASSERT_EQ(q.encoder.size(), 1u);
+  EXPECT_EQ(q.encoder[0].kind, "gru");
+  EXPECT_TRUE(q.encoder[0].bidirectional);
+  EXPECT_EQ(q.encoder[0].num_layers, 1);
+  EXPECT_EQ(q.pooling, Pooling::kLast);
+  EXPECT_EQ(q.projection->prefix, "qp");
+  EXPECT_TRUE(c->towers[1].second.normalize);
+  EXPECT_EQ(c->towers[1].second.pooling, Pooling::kFastText);
+  ASSERT_TRUE(c->comparator.has_value());
+  EXPECT_EQ(c->comparator->layers[0].activation, "relu");
+  EXPECT_EQ(c->comparator->output, "softmax");
+  EXPECT_TRUE(c->NeedsWeights());
 }
 
 TEST(ModelConfigTest, DefaultsOptionalKeys) {
@@ -34,7 +71,7 @@ TEST(ModelConfigTest, DefaultsOptionalKeys) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->max_tokens, 256);
   EXPECT_EQ(c->tokenizer.kind, "whitespace");
-  EXPECT_EQ(c->pooling, Pooling::kFastText);
+  EXPECT_EQ(c->towers[0].second.pooling, Pooling::kFastText);
 }
 
 struct BadCase {
@@ -63,6 +100,31 @@ TEST(ModelConfigTest, ErrorsNameTheFileAndTheKey) {
        "\"embedding\": required key is missing"},
       {R"({"ctxembed_format": 1, "name": "m", "embedding": {"kind": "glove"}})",
        "\"embedding.kind\": unknown kind \"glove\""},
+      {R"({"ctxembed_format": 1, "name": "m", "pooling": "last",
+           "embedding": {"kind": "fasttext", "file": "v"}})",
+       "\"pooling\": \"last\" needs an encoder module"},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "embedding": {"kind": "fasttext", "file": "v"},
+           "encoder": [{"kind": "rnn", "prefix": "r", "input_size": 4,
+                        "hidden_size": 4}]})",
+       "\"encoder[0].kind\": unknown kind \"rnn\""},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "embedding": {"kind": "fasttext", "file": "v"},
+           "encoder": [{"kind": "lstm", "prefix": "r", "input_size": 4}]})",
+       "\"encoder[0].hidden_size\": required key is missing"},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "embedding": {"kind": "fasttext", "file": "v"},
+           "projection": {"prefix": "p", "activation": "gelu"}})",
+       "\"projection.activation\": unknown activation \"gelu\""},
+      {R"({"ctxembed_format": 1, "name": "m", "towers": {"enc0": {}},
+           "embedding": {"kind": "fasttext", "file": "v"}})",
+       "\"embedding\": belongs inside each tower"},
+      {R"({"ctxembed_format": 1, "name": "m", "towers": {"enc0":
+           {"embedding": {"kind": "fasttext", "file": "v"}}}})",
+       "\"towers.enc1\": required key is missing"},
+      {R"({"ctxembed_format": 1, "name": "m", "comparator": {},
+           "embedding": {"kind": "fasttext", "file": "v"}})",
+       "\"comparator\": needs two towers"},
       {R"({"ctxembed_format": 1, "name": "m", "embedding": {"kind": "fasttext"}})",
        "\"embedding.file\": required key is missing"},
       {R"({"ctxembed_format": 1, "name": "m", "polling": "mean",

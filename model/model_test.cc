@@ -22,10 +22,11 @@ TEST(ModelTest, LoadsAGoldenModelDirectory) {
   EXPECT_EQ((*m)->pooling(), Pooling::kFastText);
   EXPECT_EQ((*m)->architecture(), "bag_of_vectors");
 
-  std::vector<std::string> tokens;
-  (*m)->tokenizer().Tokenize("the dog the", &tokens);
-  Eigen::MatrixXf vectors;
-  (*m)->EmbedTokens(tokens, &vectors);
+  std::vector<TokenList> sentences(1);
+  (*m)->tokenizer().Tokenize("the dog the", &sentences[0]);
+  TowerScratch scratch;
+  const Eigen::MatrixXf& vectors =
+      (*m)->tower(0).EncodeTokens(sentences, scratch);
   ASSERT_EQ(vectors.rows(), 8);
   ASSERT_EQ(vectors.cols(), 3);
   // A bag of vectors: the same word has the same vector wherever it stands.

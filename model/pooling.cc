@@ -11,9 +11,10 @@ namespace {
 // operation: a float sum of squares in index order, std::sqrt on float, a
 // multiply by the float nearest 1/norm, then by the float nearest 1/count.
 // Eigen's reductions would reorder the sums and change the last bits.
-void PoolFastText(const Eigen::MatrixXf& tokens, Eigen::VectorXf* out) {
+void PoolFastText(const Eigen::Ref<const Eigen::MatrixXf>& tokens,
+                  Eigen::Ref<Eigen::VectorXf> out) {
   const Eigen::Index dim = tokens.rows();
-  float* s = out->data();
+  float* s = out.data();
   int count = 0;
   for (Eigen::Index t = 0; t < tokens.cols(); ++t) {
     const float* v = tokens.col(t).data();
@@ -40,8 +41,9 @@ absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
   if (name == "fasttext") return Pooling::kFastText;
   if (name == "mean") return Pooling::kMean;
   if (name == "max") return Pooling::kMax;
+  if (name == "last") return Pooling::kLast;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown pooling \"", name, "\"; known: fasttext, mean, max"));
+      "unknown pooling \"", name, "\"; known: fasttext, mean, max, last"));
 }
 
 absl::string_view PoolingName(Pooling pooling) {
@@ -52,23 +54,28 @@ absl::string_view PoolingName(Pooling pooling) {
       return "mean";
     case Pooling::kMax:
       return "max";
+    case Pooling::kLast:
+      return "last";
   }
   return "unknown";
 }
 
-void Pool(const Eigen::MatrixXf& tokens, Pooling pooling, Eigen::VectorXf* out) {
-  out->setZero(tokens.rows());
+void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
+          Eigen::Ref<Eigen::VectorXf> out) {
+  out.setZero();
   if (tokens.cols() == 0) return;
   switch (pooling) {
     case Pooling::kFastText:
       PoolFastText(tokens, out);
       return;
     case Pooling::kMean:
-      *out = tokens.rowwise().mean();
+      out = tokens.rowwise().mean();
       return;
     case Pooling::kMax:
-      *out = tokens.rowwise().maxCoeff();
+      out = tokens.rowwise().maxCoeff();
       return;
+    case Pooling::kLast:
+      return;  // produced by the encoder, not pooled here
   }
 }
 

@@ -17,15 +17,21 @@ enum class Pooling {
   kMean,
   // Element-wise maximum of the token vectors.
   kMax,
+  // The final states of the top recurrent module (PyTorch's h_n: forward
+  // after the last token, backward after the first, concatenated). Pool()
+  // does not handle it: the encoder produces it.
+  kLast,
 };
 
-// "fasttext", "mean", "max" -> Pooling; INVALID_ARGUMENT otherwise.
+// "fasttext", "mean", "max", "last" -> Pooling; INVALID_ARGUMENT otherwise.
 absl::StatusOr<Pooling> ParsePooling(absl::string_view name);
 absl::string_view PoolingName(Pooling pooling);
 
-// Pools the columns of `tokens` (dim x n, one column per token) into *out
-// (resized to dim). With no tokens the result is the zero vector.
-void Pool(const Eigen::MatrixXf& tokens, Pooling pooling, Eigen::VectorXf* out);
+// Pools the columns of `tokens` (dim x n, one column per token) into `out`
+// (dim). With no tokens the result is the zero vector. kFastText, kMean and
+// kMax only.
+void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
+          Eigen::Ref<Eigen::VectorXf> out);
 
 // Scales `v` to unit L2 norm; a zero vector stays zero.
 void NormalizeL2(Eigen::Ref<Eigen::VectorXf> v);

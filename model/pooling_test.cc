@@ -9,6 +9,7 @@ TEST(PoolingTest, ParsesNames) {
   EXPECT_EQ(*ParsePooling("fasttext"), Pooling::kFastText);
   EXPECT_EQ(*ParsePooling("mean"), Pooling::kMean);
   EXPECT_EQ(*ParsePooling("max"), Pooling::kMax);
+  EXPECT_EQ(*ParsePooling("last"), Pooling::kLast);
   EXPECT_EQ(ParsePooling("cls").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PoolingName(Pooling::kMax), "max");
@@ -18,11 +19,11 @@ TEST(PoolingTest, MeanAndMax) {
   Eigen::MatrixXf tokens(2, 3);
   tokens << 1, 2, 6,  //
       -1, -4, 2;
-  Eigen::VectorXf out;
-  Pool(tokens, Pooling::kMean, &out);
+  Eigen::VectorXf out(2);
+  Pool(tokens, Pooling::kMean, out);
   EXPECT_FLOAT_EQ(out[0], 3.0f);
   EXPECT_FLOAT_EQ(out[1], -1.0f);
-  Pool(tokens, Pooling::kMax, &out);
+  Pool(tokens, Pooling::kMax, out);
   EXPECT_FLOAT_EQ(out[0], 6.0f);
   EXPECT_FLOAT_EQ(out[1], 2.0f);
 }
@@ -31,8 +32,8 @@ TEST(PoolingTest, FastTextAveragesUnitVectorsAndSkipsZeros) {
   Eigen::MatrixXf tokens(2, 3);
   tokens << 3, 0, 0,  //
       4, 0, 2;
-  Eigen::VectorXf out;
-  Pool(tokens, Pooling::kFastText, &out);
+  Eigen::VectorXf out(2);
+  Pool(tokens, Pooling::kFastText, out);
   // (0.6, 0.8) and (0, 1) averaged; the zero column does not count.
   EXPECT_FLOAT_EQ(out[0], 0.3f);
   EXPECT_FLOAT_EQ(out[1], 0.9f);
@@ -40,9 +41,10 @@ TEST(PoolingTest, FastTextAveragesUnitVectorsAndSkipsZeros) {
 
 TEST(PoolingTest, NoTokensGiveTheZeroVector) {
   Eigen::MatrixXf tokens(4, 0);
-  Eigen::VectorXf out;
+  Eigen::VectorXf out(4);
   for (Pooling p : {Pooling::kFastText, Pooling::kMean, Pooling::kMax}) {
-    Pool(tokens, p, &out);
+    out.setOnes();
+    Pool(tokens, p, out);
     ASSERT_EQ(out.size(), 4);
     EXPECT_TRUE(out.isZero()) << PoolingName(p);
   }

@@ -12,24 +12,34 @@ bool IsSpace(char c) {
          c == '\f';
 }
 
+bool IsAsciiPunct(char c) {
+  return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') ||
+         (c >= '[' && c <= '`') || (c >= '{' && c <= '~');
+}
+
+}  // namespace
+
 template <typename Emit>
-void Split(absl::string_view text, Emit emit) {
+void Tokenizer::Split(absl::string_view text, Emit emit) const {
   size_t i = 0;
   const size_t n = text.size();
   while (i < n) {
     while (i < n && IsSpace(text[i])) ++i;
     const size_t start = i;
-    while (i < n && !IsSpace(text[i])) ++i;
+    if (split_punct_ && i < n && IsAsciiPunct(text[i])) {
+      emit(text.substr(i++, 1));
+      continue;
+    }
+    while (i < n && !IsSpace(text[i]) && !(split_punct_ && IsAsciiPunct(text[i]))) ++i;
     if (i > start) emit(text.substr(start, i - start));
   }
 }
 
-}  // namespace
-
 absl::StatusOr<Tokenizer> Tokenizer::Create(const Options& options) {
-  if (options.kind != "whitespace") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown tokenizer kind \"", options.kind, "\"; known: whitespace"));
+  if (options.kind != "whitespace" && options.kind != "words_and_punct") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown tokenizer kind \"", options.kind,
+                     "\"; known: whitespace, words_and_punct"));
   }
   return Tokenizer(options);
 }

@@ -16,6 +16,8 @@ class Tokenizer {
   struct Options {
     // "whitespace": split on space, tab, newline, CR, VT and FF exactly as
     // fastText's `>>` reading does; every other byte belongs to a token.
+    // "words_and_punct": the same, and each ASCII punctuation character
+    // (!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~) is a token of its own.
     std::string kind = "whitespace";
     // Fold ASCII letters A-Z to lower case (other scripts are left as is).
     bool lowercase = false;
@@ -32,8 +34,13 @@ class Tokenizer {
   const Options& options() const { return options_; }
 
  private:
-  explicit Tokenizer(const Options& options) : options_(options) {}
+  explicit Tokenizer(const Options& options)
+      : options_(options), split_punct_(options.kind == "words_and_punct") {}
+  template <typename Emit>
+  void Split(absl::string_view text, Emit emit) const;
+
   Options options_;
+  bool split_punct_;
 };
 
 }  // namespace ctxembed

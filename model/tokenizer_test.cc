@@ -39,6 +39,17 @@ TEST(TokenizerTest, LowercaseFoldsAsciiOnly) {
   EXPECT_THAT(tokens, ElementsAre("the", "cafÉ", "straße"));
 }
 
+TEST(TokenizerTest, WordsAndPunctSplitsAsciiPunctuation) {
+  auto t = Tokenizer::Create({.kind = "words_and_punct", .lowercase = true});
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> tokens;
+  t->Tokenize("Is this the answer? Yes, it's (mostly) café-style...", &tokens);
+  EXPECT_THAT(tokens, ElementsAre("is", "this", "the", "answer", "?", "yes",
+                                  ",", "it", "'", "s", "(", "mostly", ")",
+                                  "café", "-", "style", ".", ".", "."));
+  EXPECT_EQ(t->CountTokens("a,b"), 3u);
+}
+
 TEST(TokenizerTest, RejectsUnknownKind) {
   auto t = Tokenizer::Create({.kind = "bpe"});
   EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);

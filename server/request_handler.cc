@@ -18,9 +18,9 @@ double SecondsSince(Clock::time_point start) {
 
 // Per-thread scratch, so the hot path reuses its buffers across calls.
 struct Scratch {
-  std::vector<std::string> tokens;
-  Eigen::MatrixXf token_vectors;
-  Eigen::VectorXf pooled;
+  std::vector<TokenList> sentences;
+  TowerScratch tower;
+  Eigen::MatrixXf vectors, other;
 };
 
 Scratch& ThreadScratch() {
@@ -60,7 +60,7 @@ absl::Status CheckUtf8(absl::string_view text, const InputLabel& label) {
 // Tokenizes `text` into *tokens, enforcing UTF-8 and max_tokens.
 absl::Status TokenizeInput(const Model& model, absl::string_view text,
                            bool truncate, const InputLabel& label,
-                           std::vector<std::string>* tokens) {
+                           TokenList* tokens) {
   CTXEMBED_RETURN_IF_ERROR(CheckUtf8(text, label));
   model.tokenizer().Tokenize(text, tokens);
   const size_t max = static_cast<size_t>(model.max_tokens());
@@ -76,16 +76,39 @@ absl::Status TokenizeInput(const Model& model, absl::string_view text,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Pooling> ResolvePooling(const Model& model, v1::Pooling p) {
+// Tokenizes every input into `sentences`; returns the token count.
+absl::StatusOr<int64_t> TokenizeAll(
+    const Model& model,
+    const google::protobuf::RepeatedPtrField<std::string>& inputs,
+    bool truncate, std::vector<TokenList>& sentences) {
+  sentences.resize(inputs.size());
+  int64_t tokens = 0;
+  for (int i = 0; i < inputs.size(); ++i) {
+    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(
+        model, inputs[i], truncate, InputLabel{"input", i}, &sentences[i]));
+    tokens += static_cast<int64_t>(sentences[i].size());
+  }
+  return tokens;
+}
+
+absl::StatusOr<Pooling> ResolvePooling(const Model& model, const Tower& tower,
+                                       v1::Pooling p) {
   switch (p) {
     case v1::POOLING_UNSPECIFIED:
-      return model.pooling();
+      return tower.pooling();
     case v1::POOLING_FASTTEXT:
       return Pooling::kFastText;
     case v1::POOLING_MEAN:
       return Pooling::kMean;
     case v1::POOLING_MAX:
       return Pooling::kMax;
+    case v1::POOLING_LAST:
+      if (tower.modules().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pooling LAST needs a recurrent encoder; model \"", model.name(),
+            "\" is ", tower.architecture()));
+      }
+      return Pooling::kLast;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown pooling value ", static_cast<int>(p)));
@@ -96,44 +119,42 @@ void CopyTo(const float* v, int dim, v1::Vector* out) {
   out->mutable_values()->Assign(v, v + dim);
 }
 
-// Embeds one input into scratch.pooled; returns its token count.
-absl::StatusOr<int64_t> EmbedInput(const Model& model, absl::string_view text,
-                                   bool truncate, const InputLabel& label,
-                                   Pooling pooling, bool normalize,
-                                   Scratch& s) {
-  CTXEMBED_RETURN_IF_ERROR(
-      TokenizeInput(model, text, truncate, label, &s.tokens));
-  model.EmbedTokens(s.tokens, &s.token_vectors);
-  Pool(s.token_vectors, pooling, &s.pooled);
-  if (normalize) NormalizeL2(s.pooled);
-  return static_cast<int64_t>(s.tokens.size());
-}
-
 }  // namespace
+
+absl::StatusOr<RequestHandler::Target> RequestHandler::Resolve(
+    absl::string_view model_name, absl::string_view tower_name, int count,
+    absl::string_view what, CallStats* stats) const {
+  Target target;
+  CTXEMBED_ASSIGN_OR_RETURN(target.model, registry_->Get(model_name));
+  stats->model = target.model->name();
+  CTXEMBED_RETURN_IF_ERROR(
+      CheckCount(count, options_.max_inputs_per_request, what));
+  CTXEMBED_ASSIGN_OR_RETURN(target.tower, target.model->FindTower(tower_name));
+  return target;
+}
 
 absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
                                    v1::EmbedResponse* response,
                                    CallStats* stats) const {
-  CTXEMBED_ASSIGN_OR_RETURN(auto model, registry_->Get(request.model()));
-  stats->model = model->name();
-  CTXEMBED_RETURN_IF_ERROR(CheckCount(request.inputs_size(),
-                                      options_.max_inputs_per_request,
-                                      "inputs"));
-  CTXEMBED_ASSIGN_OR_RETURN(Pooling pooling,
-                            ResolvePooling(*model, request.pooling()));
-  const auto start = Clock::now();
+  CTXEMBED_ASSIGN_OR_RETURN(
+      Target t, Resolve(request.model(), request.tower(),
+                        request.inputs_size(), "inputs", stats));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      Pooling pooling, ResolvePooling(*t.model, *t.tower, request.pooling()));
   Scratch& s = ThreadScratch();
+  CTXEMBED_ASSIGN_OR_RETURN(
+      stats->tokens,
+      TokenizeAll(*t.model, request.inputs(), request.truncate(), s.sentences));
+  const auto start = Clock::now();
+  t.tower->Embed(s.sentences, pooling, s.tower, &s.vectors);
+  stats->inference_seconds = SecondsSince(start);
+  const int dim = t.tower->output_dim();
   response->mutable_embeddings()->Reserve(request.inputs_size());
   for (int i = 0; i < request.inputs_size(); ++i) {
-    CTXEMBED_ASSIGN_OR_RETURN(
-        int64_t n, EmbedInput(*model, request.inputs(i), request.truncate(),
-                              InputLabel{"input", i}, pooling,
-                              request.normalize(), s));
-    stats->tokens += n;
-    CopyTo(s.pooled.data(), model->dim(), response->add_embeddings());
+    if (request.normalize()) NormalizeL2(s.vectors.col(i));
+    CopyTo(s.vectors.col(i).data(), dim, response->add_embeddings());
   }
-  stats->inference_seconds = SecondsSince(start);
-  response->set_model(model->name());
+  response->set_model(t.model->name());
   response->mutable_usage()->set_tokens(stats->tokens);
   response->set_request_id(request.request_id());
   return absl::OkStatus();
@@ -142,30 +163,28 @@ absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
 absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
                                          v1::EmbedTokensResponse* response,
                                          CallStats* stats) const {
-  CTXEMBED_ASSIGN_OR_RETURN(auto model, registry_->Get(request.model()));
-  stats->model = model->name();
-  CTXEMBED_RETURN_IF_ERROR(CheckCount(request.inputs_size(),
-                                      options_.max_inputs_per_request,
-                                      "inputs"));
-  const auto start = Clock::now();
+  CTXEMBED_ASSIGN_OR_RETURN(
+      Target t, Resolve(request.model(), request.tower(),
+                        request.inputs_size(), "inputs", stats));
   Scratch& s = ThreadScratch();
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(*model, request.inputs(i),
-                                           request.truncate(),
-                                           InputLabel{"input", i},
-                                           &s.tokens));
-    model->EmbedTokens(s.tokens, &s.token_vectors);
-    v1::TokenEmbeddings* result = response->add_results();
-    for (size_t t = 0; t < s.tokens.size(); ++t) {
-      auto column = s.token_vectors.col(static_cast<Eigen::Index>(t));
-      if (request.normalize()) NormalizeL2(column);
-      result->add_tokens(s.tokens[t]);
-      CopyTo(column.data(), model->dim(), result->add_vectors());
-    }
-    stats->tokens += static_cast<int64_t>(s.tokens.size());
-  }
+  CTXEMBED_ASSIGN_OR_RETURN(
+      stats->tokens,
+      TokenizeAll(*t.model, request.inputs(), request.truncate(), s.sentences));
+  const auto start = Clock::now();
+  s.vectors = t.tower->EncodeTokens(s.sentences, s.tower);  // may normalise
   stats->inference_seconds = SecondsSince(start);
-  response->set_model(model->name());
+  const int dim = t.tower->token_dim();
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    v1::TokenEmbeddings* result = response->add_results();
+    const int offset = s.tower.batch.offset(i);
+    for (size_t k = 0; k < s.sentences[i].size(); ++k) {
+      auto column = s.vectors.col(offset + static_cast<int>(k));
+      if (request.normalize()) NormalizeL2(column);
+      result->add_tokens(s.sentences[i][k]);
+      CopyTo(column.data(), dim, result->add_vectors());
+    }
+  }
+  response->set_model(t.model->name());
   response->mutable_usage()->set_tokens(stats->tokens);
   response->set_request_id(request.request_id());
   return absl::OkStatus();
@@ -174,31 +193,52 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
 absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
                                    v1::ScoreResponse* response,
                                    CallStats* stats) const {
-  CTXEMBED_ASSIGN_OR_RETURN(auto model, registry_->Get(request.model()));
-  stats->model = model->name();
-  CTXEMBED_RETURN_IF_ERROR(CheckCount(request.pairs_size(),
-                                      options_.max_inputs_per_request,
-                                      "pairs"));
-  const auto start = Clock::now();
+  CTXEMBED_ASSIGN_OR_RETURN(
+      Target t,
+      Resolve(request.model(), "", request.pairs_size(), "pairs", stats));
+  const Model& model = *t.model;
+  const int n = request.pairs_size();
   Scratch& s = ThreadScratch();
-  Eigen::VectorXf a;
-  for (int i = 0; i < request.pairs_size(); ++i) {
+  // Texts a, then texts b: one batch for a single encoder, one per tower
+  // for a dual encoder (a through enc0, b through enc1).
+  s.sentences.resize(2 * n);
+  for (int i = 0; i < n; ++i) {
     const v1::Pair& pair = request.pairs(i);
-    CTXEMBED_ASSIGN_OR_RETURN(
-        int64_t na, EmbedInput(*model, pair.a(), request.truncate(),
-                               InputLabel{"pair", i, " text a"},
-                               model->pooling(), true, s));
-    a = s.pooled;
-    CTXEMBED_ASSIGN_OR_RETURN(
-        int64_t nb, EmbedInput(*model, pair.b(), request.truncate(),
-                               InputLabel{"pair", i, " text b"},
-                               model->pooling(), true, s));
-    // Cosine of unit vectors; 0 when either text has no vector.
-    response->add_scores(a.dot(s.pooled));
-    stats->tokens += na + nb;
+    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.a(), request.truncate(),
+                                           InputLabel{"pair", i, " text a"},
+                                           &s.sentences[i]));
+    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.b(), request.truncate(),
+                                           InputLabel{"pair", i, " text b"},
+                                           &s.sentences[n + i]));
+    stats->tokens += static_cast<int64_t>(s.sentences[i].size() +
+                                          s.sentences[n + i].size());
+  }
+  const auto start = Clock::now();
+  absl::Span<const TokenList> all(s.sentences);
+  const Tower& a = model.tower(0);
+  if (model.num_towers() == 1) {
+    a.Embed(all, a.pooling(), s.tower, &s.vectors);
+    s.other = s.vectors.rightCols(n);
+    s.vectors.conservativeResize(Eigen::NoChange, n);
+  } else {
+    const Tower& b = model.tower(1);
+    a.Embed(all.subspan(0, n), a.pooling(), s.tower, &s.vectors);
+    b.Embed(all.subspan(n), b.pooling(), s.tower, &s.other);
+  }
+  if (const Comparator* comparator = model.comparator()) {
+    for (float score : comparator->Score(s.vectors, s.other)) {
+      response->add_scores(score);
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      // The cosine; 0 when either text has no vector.
+      NormalizeL2(s.vectors.col(i));
+      NormalizeL2(s.other.col(i));
+      response->add_scores(s.vectors.col(i).dot(s.other.col(i)));
+    }
   }
   stats->inference_seconds = SecondsSince(start);
-  response->set_model(model->name());
+  response->set_model(model.name());
   response->mutable_usage()->set_tokens(stats->tokens);
   response->set_request_id(request.request_id());
   return absl::OkStatus();
@@ -212,16 +252,16 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
   CTXEMBED_RETURN_IF_ERROR(CheckCount(request.inputs_size(),
                                       options_.max_inputs_per_request,
                                       "inputs"));
-  Scratch& s = ThreadScratch();
+  TokenList tokens;
   for (int i = 0; i < request.inputs_size(); ++i) {
-    // Tokenize reports every token, even past max_tokens: it is how a client
-    // learns how long its text is.
+    // Every token, even past max_tokens: it is how a client learns how long
+    // its text is.
     CTXEMBED_RETURN_IF_ERROR(
         CheckUtf8(request.inputs(i), InputLabel{"input", i}));
-    model->tokenizer().Tokenize(request.inputs(i), &s.tokens);
+    model->tokenizer().Tokenize(request.inputs(i), &tokens);
     auto* out = response->add_results()->mutable_tokens();
-    for (std::string& t : s.tokens) out->Add(std::move(t));
-    stats->tokens += static_cast<int64_t>(s.tokens.size());
+    for (std::string& token : tokens) out->Add(std::move(token));
+    stats->tokens += static_cast<int64_t>(tokens.size());
   }
   response->set_model(model->name());
   return absl::OkStatus();
@@ -234,10 +274,17 @@ absl::Status RequestHandler::ListModels(const v1::ListModelsRequest&,
     v1::ModelInfo* info = response->add_models();
     info->set_name(model->name());
     info->set_dimension(model->dim());
-    info->set_architecture(std::string(model->architecture()));
+    info->set_architecture(model->architecture());
     info->set_max_tokens(model->max_tokens());
     info->set_pooling(std::string(PoolingName(model->pooling())));
     info->set_is_default(model->name() == default_name);
+    info->set_token_dimension(model->token_dim());
+    if (model->num_towers() > 1) {
+      for (int t = 0; t < model->num_towers(); ++t) {
+        info->add_towers(model->tower(t).name());
+      }
+    }
+    info->set_has_comparator(model->comparator() != nullptr);
   }
   return absl::OkStatus();
 }

@@ -51,6 +51,18 @@ class RequestHandler {
   const Options& options() const { return options_; }
 
  private:
+  // The model and tower a request names.
+  struct Target {
+    std::shared_ptr<const Model> model;
+    const Tower* tower = nullptr;
+  };
+  // Looks up the model (UNAVAILABLE / NOT_FOUND), checks the input count
+  // against the limit, and finds the tower (INVALID_ARGUMENT).
+  absl::StatusOr<Target> Resolve(absl::string_view model_name,
+                                 absl::string_view tower_name, int count,
+                                 absl::string_view what,
+                                 CallStats* stats) const;
+
   const Options options_;
   const ModelRegistry* const registry_;
 };

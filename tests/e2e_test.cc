@@ -89,15 +89,14 @@ TEST_F(EndToEndTest, EmbedMatchesTheModel) {
   auto model = Model::Load(testing::GoldenDir() + "/models/cbow_d12");
   ASSERT_TRUE(model.ok());
   for (int i = 0; i < 2; ++i) {
-    std::vector<std::string> tokens;
-    (*model)->tokenizer().Tokenize(req.inputs(i), &tokens);
-    Eigen::MatrixXf vectors;
-    (*model)->EmbedTokens(tokens, &vectors);
-    Eigen::VectorXf want;
-    Pool(vectors, Pooling::kFastText, &want);
+    std::vector<TokenList> sentences(1);
+    (*model)->tokenizer().Tokenize(req.inputs(i), &sentences[0]);
+    TowerScratch scratch;
+    Eigen::MatrixXf want;
+    (*model)->tower(0).Embed(sentences, Pooling::kFastText, scratch, &want);
     ASSERT_EQ(resp.embeddings(i).values_size(), 12);
     for (int j = 0; j < 12; ++j) {
-      EXPECT_EQ(resp.embeddings(i).values(j), want[j]) << i << "," << j;
+      EXPECT_EQ(resp.embeddings(i).values(j), want(j, 0)) << i << "," << j;
     }
   }
 }

@@ -36,18 +36,13 @@ std::string Printed(const float* v, int n) {
   return out;
 }
 
-struct Embedded {
-  Eigen::VectorXf pooled;
-};
-
 Eigen::VectorXf SentenceVector(const Model& model, const std::string& text) {
-  std::vector<std::string> tokens;
-  model.tokenizer().Tokenize(text, &tokens);
-  Eigen::MatrixXf vectors;
-  model.EmbedTokens(tokens, &vectors);
-  Eigen::VectorXf pooled;
-  Pool(vectors, Pooling::kFastText, &pooled);
-  return pooled;
+  std::vector<TokenList> sentences(1);
+  model.tokenizer().Tokenize(text, &sentences[0]);
+  TowerScratch scratch;
+  Eigen::MatrixXf pooled;
+  model.tower(0).Embed(sentences, Pooling::kFastText, scratch, &pooled);
+  return pooled.col(0);
 }
 
 Eigen::VectorXf WordVector(const Model& model, const std::string& word) {
@@ -162,9 +157,7 @@ TEST_P(ExternalModelTest, MatchesFastTextCli) {
                            "/data/fasttext-external/" + GetParam() + ".bin";
   auto vectors = LoadWordVectors(file);
   ASSERT_TRUE(vectors.ok()) << vectors.status();
-  ModelConfig config;
-  config.name = "external";
-  auto model = Model::Create(config, std::move(*vectors));
+  auto model = Model::FromWordVectors("external", std::move(*vectors));
   ASSERT_TRUE(model.ok()) << model.status();
   const std::string expected =
       testing::GoldenDir() + "/expected/external." + GetParam();

@@ -1,0 +1,192 @@
+#include "model/recurrent_module.h"
+
+#include "absl/strings/str_cat.h"
+#include "model/parallel_runner.h"
+#include "model/status_macros.h"
+
+namespace ctxembed {
+
+absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
+    const RecurrentConfig& config, const SafeTensors& weights) {
+  if (config.kind != "lstm" && config.kind != "gru") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "encoder module ", config.prefix, ": unknown kind \"", config.kind,
+        "\" (lstm, gru)"));
+  }
+  if (config.input_size < 1 || config.hidden_size < 1 || config.num_layers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "encoder module ", config.prefix,
+        ": input_size, hidden_size and num_layers must be positive"));
+  }
+  std::unique_ptr<RecurrentModule> m(
+      new RecurrentModule(config, config.kind == "lstm"));
+  if (config.residual && m->output_size() != config.input_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "encoder module ", config.prefix, ": residual needs input_size (",
+        config.input_size, ") equal to the output size (", m->output_size(),
+        ")"));
+  }
+  for (int k = 0; k < config.num_layers; ++k) {
+    CTXEMBED_RETURN_IF_ERROR(m->LoadLayer(weights, k));
+  }
+  return m;
+}
+
+absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
+  const int H = config_.hidden_size, GH = gates_ * H, D = directions();
+  Layer layer;
+  layer.input_size = k == 0 ? config_.input_size : D * H;
+  layer.w_ih.resize(D * GH, layer.input_size);
+  layer.b_in.resize(D * GH);
+  for (int d = 0; d < D; ++d) {
+    const std::string suffix = absl::StrCat("_l", k, d == 1 ? "_reverse" : "");
+    const std::string p = config_.prefix + ".";
+    CTXEMBED_ASSIGN_OR_RETURN(
+        RowMatrixXf w_ih,
+        weights.ReadMatrix(p + "weight_ih" + suffix, GH, layer.input_size));
+    CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf w_hh,
+                              weights.ReadMatrix(p + "weight_hh" + suffix, GH, H));
+    CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_ih,
+                              weights.ReadVector(p + "bias_ih" + suffix, GH));
+    CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_hh,
+                              weights.ReadVector(p + "bias_hh" + suffix, GH));
+    layer.w_ih.middleRows(d * GH, GH) = w_ih;
+    layer.w_hh[d] = w_hh;
+    if (lstm_) {
+      layer.b_in.segment(d * GH, GH) = b_ih + b_hh;
+    } else {
+      layer.b_in.segment(d * GH, GH) = b_ih;
+      layer.b_hh[d] = b_hh;
+    }
+  }
+  layers_.push_back(std::move(layer));
+  return absl::OkStatus();
+}
+
+// c' = f*c + i*g, h' = o*tanh(c'), gates in PyTorch's i, f, g, o order.
+void RecurrentModule::LstmStep(RecurrentScratch::Direction& s, int b) const {
+  const int H = config_.hidden_size;
+  auto g = s.gates.leftCols(b).array();
+  auto c = s.c.leftCols(b).array();
+  c = g.middleRows(H, H).logistic() * c +
+      g.topRows(H).logistic() * g.middleRows(2 * H, H).tanh();
+  s.h.leftCols(b).array() = g.middleRows(3 * H, H).logistic() * c.tanh();
+}
+
+// r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r*h_n),
+// h' = (1-z)*n + z*h, where h_* = W_h* h + b_h*.
+void RecurrentModule::GruStep(RecurrentScratch::Direction& s, int b,
+                              bool first) const {
+  const int H = config_.hidden_size;
+  auto gi = s.gates.leftCols(b).array();
+  auto gh = s.hidden_gates.leftCols(b).array();
+  auto h = s.h.leftCols(b).array();
+  auto r = (gi.topRows(H) + gh.topRows(H)).logistic();
+  // z is used twice: keep it in the (otherwise unused) cell-state buffer.
+  auto z = s.c.leftCols(b).array();
+  z = (gi.middleRows(H, H) + gh.middleRows(H, H)).logistic();
+  auto n = (gi.bottomRows(H) + r * gh.bottomRows(H)).tanh();
+  if (first) {
+    h = (1.0f - z) * n;
+  } else {
+    h = (1.0f - z) * n + z * h;
+  }
+}
+
+void RecurrentModule::RunDirection(const Layer& layer, int d,
+                                   const Eigen::MatrixXf& proj,
+                                   const SequenceBatch& batch,
+                                   RecurrentScratch::Direction& s,
+                                   Eigen::MatrixXf& out) const {
+  const int H = config_.hidden_size, GH = gates_ * H;
+  const int B = batch.size();
+  const bool reverse = d == 1;
+  if (s.gates.rows() != GH || s.gates.cols() < B) {
+    s.gates.resize(GH, B);
+    s.hidden_gates.resize(GH, B);
+    s.h.resize(H, B);
+    s.c.resize(H, B);
+  }
+  s.h.leftCols(B).setZero();
+  s.c.leftCols(B).setZero();
+  s.columns.resize(B);
+  const auto order = batch.order();
+  for (int t = 0; t < batch.max_length(); ++t) {
+    const int b = batch.active(t);
+    for (int i = 0; i < b; ++i) {
+      const int sent = order[i];
+      const int col = batch.offset(sent) +
+                      (reverse ? batch.length(sent) - 1 - t : t);
+      s.columns[i] = col;
+      s.gates.col(i) = proj.col(col).segment(d * GH, GH);
+    }
+    if (lstm_) {
+      if (t > 0) {
+        s.gates.leftCols(b).noalias() += layer.w_hh[d] * s.h.leftCols(b);
+      }
+      LstmStep(s, b);
+    } else {
+      if (t > 0) {
+        s.hidden_gates.leftCols(b).noalias() = layer.w_hh[d] * s.h.leftCols(b);
+        s.hidden_gates.leftCols(b).colwise() += layer.b_hh[d];
+      } else {
+        s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
+      }
+      GruStep(s, b, t == 0);
+    }
+    for (int i = 0; i < b; ++i) {
+      out.col(s.columns[i]).segment(d * H, H) = s.h.col(i);
+    }
+  }
+}
+
+void RecurrentModule::Forward(const Eigen::MatrixXf& x,
+                              const SequenceBatch& batch,
+                              RecurrentScratch& scratch, Eigen::MatrixXf* y,
+                              Eigen::MatrixXf* last) const {
+  const int N = batch.total_tokens(), H = config_.hidden_size;
+  const int D = directions();
+  const Eigen::MatrixXf* in = &x;
+  for (size_t k = 0; k < layers_.size(); ++k) {
+    const Layer& layer = layers_[k];
+    Eigen::MatrixXf& out =
+        k + 1 == layers_.size() ? *y : scratch.layer_out[k % 2];
+    out.resize(output_size(), N);
+    scratch.projection.resize(layer.w_ih.rows(), N);
+    // All input projections of the batch, both directions: one GEMM.
+    scratch.projection.noalias() = layer.w_ih * (*in);
+    scratch.projection.colwise() += layer.b_in;
+    if (D == 2) {
+      ParallelRunner::Shared().Run(
+          [&] { RunDirection(layer, 0, scratch.projection, batch,
+                             scratch.direction[0], out); },
+          [&] { RunDirection(layer, 1, scratch.projection, batch,
+                             scratch.direction[1], out); });
+    } else {
+      RunDirection(layer, 0, scratch.projection, batch, scratch.direction[0],
+                   out);
+    }
+    in = &out;
+  }
+  if (last != nullptr) {
+    last->setZero(output_size(), batch.size());
+    for (int s = 0; s < batch.size(); ++s) {
+      const int len = batch.length(s);
+      if (len == 0) continue;
+      last->col(s).head(H) = y->col(batch.offset(s) + len - 1).head(H);
+      if (D == 2) last->col(s).tail(H) = y->col(batch.offset(s)).tail(H);
+    }
+  }
+  if (config_.residual) *y += x;
+}
+
+double RecurrentModule::Flops(int64_t tokens) const {
+  const double H = config_.hidden_size, GH = gates_ * H;
+  double flops = 0;
+  for (const Layer& layer : layers_) {
+    flops += directions() * 2.0 * GH * (layer.input_size + H) * tokens;
+  }
+  return flops;
+}
+
+}  // namespace ctxembed

@@ -1,0 +1,103 @@
+// One PyTorch nn.LSTM or nn.GRU module (any number of layers, uni- or
+// bidirectional), run over a batch of variable-length sentences.
+#ifndef CTXEMBED_MODEL_RECURRENT_MODULE_H_
+#define CTXEMBED_MODEL_RECURRENT_MODULE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "absl/status/statusor.h"
+#include "model/safetensors.h"
+#include "model/sequence_batch.h"
+
+namespace ctxembed {
+
+// The config.json entry of one encoder module.
+struct RecurrentConfig {
+  std::string kind;    // "lstm" or "gru"
+  std::string prefix;  // state_dict prefix: "{prefix}.weight_ih_l0", ...
+  int input_size = 0;
+  int hidden_size = 0;
+  int num_layers = 1;
+  bool bidirectional = false;
+  // Add the module's input to its output (needs input_size == output size).
+  bool residual = false;
+};
+
+// Per-thread buffers for RecurrentModule::Forward; they grow to the largest
+// batch seen and are reused, so a warm thread allocates nothing.
+struct RecurrentScratch {
+  struct Direction {
+    Eigen::MatrixXf gates;         // [G*H x batch]: gathered input projection
+    Eigen::MatrixXf hidden_gates;  // [G*H x batch]: GRU's W_hh h + b_hh
+    Eigen::MatrixXf h, c;          // [H x batch] state, longest-first order
+    std::vector<int> columns;      // token column of each active sentence
+  };
+  Eigen::MatrixXf projection;  // [D*G*H x tokens]
+  Eigen::MatrixXf layer_out[2];
+  Direction direction[2];
+};
+
+// Immutable after Create; thread-safe (scratch is the caller's).
+//
+// Semantics are PyTorch's packed sequences: the forward direction runs
+// t = 0 .. len-1 of each sentence, the backward direction len-1 .. 0 of each
+// sentence (it starts at the sentence's own last token), so padding never
+// changes any output and a sentence's vectors do not depend on its batch.
+// Gate order is PyTorch's: i, f, g, o for LSTM; r, z, n for GRU.
+class RecurrentModule {
+ public:
+  // Reads "{prefix}.weight_ih_l{k}[_reverse]", weight_hh, bias_ih, bias_hh
+  // with the shapes PyTorch gives them. INVALID_ARGUMENT / NOT_FOUND naming
+  // the tensor and the expected and actual shapes on mismatch.
+  static absl::StatusOr<std::unique_ptr<RecurrentModule>> Create(
+      const RecurrentConfig& config, const SafeTensors& weights);
+
+  int input_size() const { return config_.input_size; }
+  int hidden_size() const { return config_.hidden_size; }
+  int directions() const { return config_.bidirectional ? 2 : 1; }
+  int output_size() const { return directions() * config_.hidden_size; }
+  const RecurrentConfig& config() const { return config_; }
+
+  // x: [input_size x batch.total_tokens()], sentence-major columns.
+  // Writes *y: [output_size x total_tokens]. If `last` is not null, also
+  // writes PyTorch's h_n of the top layer, [output_size x batch.size()]:
+  // forward state after each sentence's last token, backward state after
+  // its first (zero for an empty sentence); before any residual.
+  void Forward(const Eigen::MatrixXf& x, const SequenceBatch& batch,
+               RecurrentScratch& scratch, Eigen::MatrixXf* y,
+               Eigen::MatrixXf* last) const;
+
+  // Floating-point operations of one Forward over `tokens` tokens.
+  double Flops(int64_t tokens) const;
+
+ private:
+  struct Layer {
+    int input_size = 0;
+    Eigen::MatrixXf w_ih;  // [D*G*H x input]: both directions, one GEMM
+    Eigen::VectorXf b_in;  // [D*G*H]: b_ih (+ b_hh for LSTM)
+    Eigen::MatrixXf w_hh[2];  // [G*H x H]
+    Eigen::VectorXf b_hh[2];  // [G*H] (GRU only: it sits inside r * (...))
+  };
+
+  RecurrentModule(const RecurrentConfig& config, bool lstm)
+      : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3) {}
+  absl::Status LoadLayer(const SafeTensors& weights, int k);
+  void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& proj,
+                    const SequenceBatch& batch,
+                    RecurrentScratch::Direction& s, Eigen::MatrixXf& out) const;
+  void LstmStep(RecurrentScratch::Direction& s, int b) const;
+  void GruStep(RecurrentScratch::Direction& s, int b, bool first) const;
+
+  const RecurrentConfig config_;
+  const bool lstm_;
+  const int gates_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_MODEL_RECURRENT_MODULE_H_

@@ -1,0 +1,138 @@
+#include "model/tower.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model/status_macros.h"
+#include "model/table_vectors.h"
+
+namespace ctxembed {
+namespace {
+
+std::string ResolvePath(const std::string& dir, const std::string& file) {
+  return !file.empty() && file[0] == '/' ? file : absl::StrCat(dir, "/", file);
+}
+
+absl::StatusOr<std::unique_ptr<const WordVectors>> LoadEmbedding(
+    const EmbeddingConfig& e, const SafeTensors* weights,
+    const std::string& dir) {
+  if (e.kind == "fasttext") return LoadWordVectors(ResolvePath(dir, e.file));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      auto table, TableVectors::Create(*weights, e.tensor,
+                                       ResolvePath(dir, e.vocab), e.unk_token));
+  return std::unique_ptr<const WordVectors>(std::move(table));
+}
+
+std::string ModuleName(const RecurrentConfig& m) {
+  std::string name = absl::StrCat(m.bidirectional ? "bi" : "", m.kind);
+  if (m.num_layers > 1) absl::StrAppend(&name, "x", m.num_layers);
+  return name;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tower>> Tower::Create(
+    const std::string& name, const TowerConfig& config,
+    const SafeTensors* weights, const std::string& model_dir) {
+  std::unique_ptr<Tower> t(new Tower());
+  t->name_ = name;
+  t->config_ = config;
+  CTXEMBED_ASSIGN_OR_RETURN(t->vectors_,
+                            LoadEmbedding(config.embedding, weights, model_dir));
+  int dim = t->vectors_->dim();
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < config.encoder.size(); ++i) {
+    const RecurrentConfig& m = config.encoder[i];
+    if (m.input_size != dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tower ", name, ": encoder[", i, "] (", m.prefix, ") has input_size ",
+          m.input_size, " but its input has size ", dim));
+    }
+    CTXEMBED_ASSIGN_OR_RETURN(auto module, RecurrentModule::Create(m, *weights));
+    dim = module->output_size();
+    parts.push_back(ModuleName(m));
+    t->modules_.push_back(std::move(module));
+  }
+  t->token_dim_ = dim;
+  t->architecture_ = parts.empty() ? "bag_of_vectors" : absl::StrJoin(parts, "+");
+  if (config.projection) {
+    CTXEMBED_ASSIGN_OR_RETURN(Linear p,
+                              Linear::Create(*config.projection, dim, *weights));
+    dim = p.output_size();
+    t->projection_ = std::move(p);
+  }
+  t->output_dim_ = dim;
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<Tower>> Tower::FromVectors(
+    const std::string& name, const TowerConfig& config,
+    std::unique_ptr<const WordVectors> vectors) {
+  if (!config.encoder.empty() || config.projection) {
+    return absl::InvalidArgumentError(
+        "Tower::FromVectors builds bags of vectors only");
+  }
+  std::unique_ptr<Tower> t(new Tower());
+  t->name_ = name;
+  t->config_ = config;
+  t->vectors_ = std::move(vectors);
+  t->token_dim_ = t->output_dim_ = t->vectors_->dim();
+  t->architecture_ = "bag_of_vectors";
+  return t;
+}
+
+const Eigen::MatrixXf& Tower::Encode(absl::Span<const TokenList> sentences,
+                                     bool want_last, TowerScratch& s) const {
+  thread_local std::vector<int> lengths;
+  lengths.clear();
+  for (const TokenList& tokens : sentences) {
+    lengths.push_back(static_cast<int>(tokens.size()));
+  }
+  s.batch.Reset(lengths);
+  Eigen::MatrixXf* x = &s.buffers[0];
+  x->resize(vectors_->dim(), s.batch.total_tokens());
+  int col = 0;
+  for (const TokenList& tokens : sentences) {
+    for (const std::string& token : tokens) {
+      vectors_->Lookup(token, x->col(col++).data());
+    }
+  }
+  for (size_t m = 0; m < modules_.size(); ++m) {
+    Eigen::MatrixXf* y = &s.buffers[(m + 1) % 2];
+    const bool top = m + 1 == modules_.size();
+    modules_[m]->Forward(*x, s.batch, s.recurrent, y,
+                         top && want_last ? &s.last : nullptr);
+    x = y;
+  }
+  return *x;
+}
+
+const Eigen::MatrixXf& Tower::EncodeTokens(
+    absl::Span<const TokenList> sentences, TowerScratch& s) const {
+  return Encode(sentences, false, s);
+}
+
+void Tower::Embed(absl::Span<const TokenList> sentences, Pooling pooling,
+                  TowerScratch& s, Eigen::MatrixXf* out) const {
+  const bool last = pooling == Pooling::kLast;
+  const Eigen::MatrixXf& tokens = Encode(sentences, last, s);
+  const int n = static_cast<int>(sentences.size());
+  if (last) {
+    s.pooled = s.last;
+  } else {
+    s.pooled.resize(token_dim_, n);
+    for (int i = 0; i < n; ++i) {
+      Pool(tokens.middleCols(s.batch.offset(i), s.batch.length(i)), pooling,
+           s.pooled.col(i));
+    }
+  }
+  if (projection_) {
+    projection_->Apply(s.pooled, out);
+  } else {
+    *out = s.pooled;
+  }
+  if (config_.normalize) {
+    for (int i = 0; i < n; ++i) NormalizeL2(out->col(i));
+  }
+}
+
+}  // namespace ctxembed
