@@ -1,0 +1,132 @@
+#include "model/recurrent_module.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+
+namespace ctxembed {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Builds a safetensors image from {name: (shape, values)}.
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+std::string Build(const std::map<std::string, Tensor>& tensors) {
+  std::string header = "{", data;
+  for (const auto& [name, t] : tensors) {
+    if (header.size() > 1) header += ",";
+    std::string shape;
+    for (int64_t d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    header += "\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[" + shape +
+              "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
+              std::to_string(data.size() + 4 * t.values.size()) + "]}";
+    data.append(reinterpret_cast<const char*>(t.values.data()),
+                4 * t.values.size());
+  }
+  header += "}";
+  std::string out(8, '\0');
+  const uint64_t n = header.size();
+  std::memcpy(&out[0], &n, 8);
+  return out + header + data;
+}
+
+double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+// One-unit LSTM, input size 1: every weight and bias chosen by hand.
+std::map<std::string, Tensor> TinyLstm(const std::string& suffix) {
+  return {{"r.weight_ih" + suffix, {{4, 1}, {0.5f, -0.3f, 0.8f, 0.1f}}},
+          {"r.weight_hh" + suffix, {{4, 1}, {0.2f, 0.4f, -0.6f, 0.7f}}},
+          {"r.bias_ih" + suffix, {{4}, {0.1f, 0.2f, 0.0f, -0.1f}}},
+          {"r.bias_hh" + suffix, {{4}, {0.0f, 0.1f, 0.05f, 0.0f}}}};
+}
+
+// The same LSTM in double precision, straight from PyTorch's equations.
+std::vector<double> ReferenceLstm(const std::vector<double>& xs) {
+  const double wi[4] = {0.5, -0.3, 0.8, 0.1}, wh[4] = {0.2, 0.4, -0.6, 0.7},
+               b[4] = {0.1, 0.3, 0.05, -0.1};
+  double h = 0, c = 0;
+  std::vector<double> out;
+  for (double x : xs) {
+    double g[4];
+    for (int k = 0; k < 4; ++k) g[k] = wi[k] * x + wh[k] * h + b[k];
+    c = Sigmoid(g[1]) * c + Sigmoid(g[0]) * std::tanh(g[2]);
+    h = Sigmoid(g[3]) * std::tanh(c);
+    out.push_back(h);
+  }
+  return out;
+}
+
+TEST(RecurrentModuleTest, BidirectionalLstmFollowsPyTorchEquations) {
+  auto tensors = TinyLstm("_l0");
+  tensors.merge(TinyLstm("_l0_reverse"));
+  const std::string file = Build(tensors);
+  auto st = SafeTensors::Parse(file, "tiny");
+  ASSERT_TRUE(st.ok()) << st.status();
+  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
+                         .hidden_size = 1, .bidirectional = true};
+  auto m = RecurrentModule::Create(config, **st);
+  ASSERT_TRUE(m.ok()) << m.status();
+  // Two sentences, [0.3, -1.0, 2.0] and [0.7], plus an empty one.
+  SequenceBatch batch;
+  batch.Reset({3, 1, 0});
+  Eigen::MatrixXf x(1, 4);
+  x << 0.3f, -1.0f, 2.0f, 0.7f;
+  RecurrentScratch scratch;
+  Eigen::MatrixXf y, last;
+  (*m)->Forward(x, batch, scratch, &y, &last);
+  ASSERT_EQ(y.rows(), 2);
+  ASSERT_EQ(y.cols(), 4);
+  const std::vector<double> fwd = ReferenceLstm({0.3, -1.0, 2.0});
+  const std::vector<double> bwd = ReferenceLstm({2.0, -1.0, 0.3});  // reversed
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_NEAR(y(0, t), fwd[t], 1e-6) << t;
+    EXPECT_NEAR(y(1, t), bwd[2 - t], 1e-6) << t;
+  }
+  // The one-token sentence: both directions see only 0.7.
+  EXPECT_NEAR(y(0, 3), ReferenceLstm({0.7})[0], 1e-6);
+  EXPECT_NEAR(y(1, 3), ReferenceLstm({0.7})[0], 1e-6);
+  // h_n: forward after the last token, backward after the first.
+  EXPECT_NEAR(last(0, 0), fwd[2], 1e-6);
+  EXPECT_NEAR(last(1, 0), bwd[2], 1e-6);
+  EXPECT_EQ(last(0, 2), 0.0f);  // the empty sentence
+  EXPECT_EQ(last(1, 2), 0.0f);
+}
+
+TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
+  auto st = SafeTensors::Parse(Build(TinyLstm("_l0")), "w.safetensors");
+  ASSERT_TRUE(st.ok());
+  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
+                         .hidden_size = 2};
+  auto m = RecurrentModule::Create(config, **st);
+  EXPECT_THAT(m.status().ToString(),
+              HasSubstr("w.safetensors: tensor r.weight_ih_l0: expected shape "
+                        "[8, 1], got [4, 1]"));
+  config.hidden_size = 1;
+  config.num_layers = 2;
+  m = RecurrentModule::Create(config, **st);
+  EXPECT_THAT(m.status().ToString(), HasSubstr("no tensor named r.weight_ih_l1"));
+  config.num_layers = 1;
+  config.prefix = "other";
+  m = RecurrentModule::Create(config, **st);
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
+  auto st = SafeTensors::Parse(Build(TinyLstm("_l0")), "w");
+  ASSERT_TRUE(st.ok());
+  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
+                         .hidden_size = 1, .bidirectional = true,
+                         .residual = true};
+  EXPECT_THAT(RecurrentModule::Create(config, **st).status().ToString(),
+              HasSubstr("residual needs input_size (1) equal to the output "
+                        "size (2)"));
+}
+
+}  // namespace
+}  // namespace ctxembed
