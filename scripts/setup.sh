@@ -15,7 +15,8 @@ packages=(
   nlohmann-json3-dev
   # tests, tools and the default model
   python3 python3-grpcio python3-protobuf python3-numpy python3-fasttext
-  grpc-proto fasttext wordnet-base prometheus curl
+  python3-torch libopenblas0-pthread grpc-proto fasttext wordnet-base
+  prometheus curl
 )
 
 missing=()
