@@ -36,7 +36,6 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
   const int H = config_.hidden_size, GH = gates_ * H, D = directions();
   Layer layer;
   layer.input_size = k == 0 ? config_.input_size : D * H;
-  layer.w_ih.resize(D * GH, layer.input_size);
   layer.b_in.resize(D * GH);
   for (int d = 0; d < D; ++d) {
     const std::string suffix = absl::StrCat("_l", k, d == 1 ? "_reverse" : "");
@@ -50,8 +49,8 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
                               weights.ReadVector(p + "bias_ih" + suffix, GH));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_hh,
                               weights.ReadVector(p + "bias_hh" + suffix, GH));
-    layer.w_ih.middleRows(d * GH, GH) = w_ih;
-    layer.w_hh[d] = w_hh;
+    layer.w_ih[d] = PackedMatrix(Eigen::MatrixXf(w_ih));
+    layer.w_hh[d] = PackedMatrix(Eigen::MatrixXf(w_hh));
     if (lstm_) {
       layer.b_in.segment(d * GH, GH) = b_ih + b_hh;
     } else {
@@ -94,13 +93,18 @@ void RecurrentModule::GruStep(RecurrentScratch::Direction& s, int b,
 }
 
 void RecurrentModule::RunDirection(const Layer& layer, int d,
-                                   const Eigen::MatrixXf& proj,
+                                   const Eigen::MatrixXf& in,
                                    const SequenceBatch& batch,
                                    RecurrentScratch::Direction& s,
                                    Eigen::MatrixXf& out) const {
   const int H = config_.hidden_size, GH = gates_ * H;
   const int B = batch.size();
   const bool reverse = d == 1;
+  // This direction's input projections for every token of the batch: one
+  // GEMM, run on this direction's core.
+  s.projection.resize(GH, in.cols());
+  s.projection.colwise() = layer.b_in.segment(d * GH, GH);
+  layer.w_ih[d].MultiplyAdd(in, s.projection, s.packed_rhs);
   if (s.gates.rows() != GH || s.gates.cols() < B) {
     s.gates.resize(GH, B);
     s.hidden_gates.resize(GH, B);
@@ -118,19 +122,20 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
       const int col = batch.offset(sent) +
                       (reverse ? batch.length(sent) - 1 - t : t);
       s.columns[i] = col;
-      s.gates.col(i) = proj.col(col).segment(d * GH, GH);
+      s.gates.col(i) = s.projection.col(col);
     }
+    // One GEMM per step for the whole batch (h is zero at t = 0).
     if (lstm_) {
       if (t > 0) {
-        s.gates.leftCols(b).noalias() += layer.w_hh[d] * s.h.leftCols(b);
+        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.gates.leftCols(b),
+                                  s.packed_rhs);
       }
       LstmStep(s, b);
     } else {
+      s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
       if (t > 0) {
-        s.hidden_gates.leftCols(b).noalias() = layer.w_hh[d] * s.h.leftCols(b);
-        s.hidden_gates.leftCols(b).colwise() += layer.b_hh[d];
-      } else {
-        s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
+        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
+                                  s.packed_rhs);
       }
       GruStep(s, b, t == 0);
     }
@@ -152,19 +157,14 @@ void RecurrentModule::Forward(const Eigen::MatrixXf& x,
     Eigen::MatrixXf& out =
         k + 1 == layers_.size() ? *y : scratch.layer_out[k % 2];
     out.resize(output_size(), N);
-    scratch.projection.resize(layer.w_ih.rows(), N);
-    // All input projections of the batch, both directions: one GEMM.
-    scratch.projection.noalias() = layer.w_ih * (*in);
-    scratch.projection.colwise() += layer.b_in;
+    auto run = [&](int d) {
+      RunDirection(layer, d, *in, batch, scratch.direction[d], out);
+    };
     if (D == 2) {
-      ParallelRunner::Shared().Run(
-          [&] { RunDirection(layer, 0, scratch.projection, batch,
-                             scratch.direction[0], out); },
-          [&] { RunDirection(layer, 1, scratch.projection, batch,
-                             scratch.direction[1], out); });
+      // The directions write disjoint rows of `out`: one per core.
+      ParallelRunner::Shared().Run([&] { run(0); }, [&] { run(1); });
     } else {
-      RunDirection(layer, 0, scratch.projection, batch, scratch.direction[0],
-                   out);
+      run(0);
     }
     in = &out;
   }

@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 
 #include "absl/status/statusor.h"
+#include "model/packed_matrix.h"
 #include "model/safetensors.h"
 #include "model/sequence_batch.h"
 
@@ -31,12 +32,13 @@ struct RecurrentConfig {
 // batch seen and are reused, so a warm thread allocates nothing.
 struct RecurrentScratch {
   struct Direction {
+    Eigen::MatrixXf projection;    // [G*H x tokens]: W_ih x + b for all tokens
     Eigen::MatrixXf gates;         // [G*H x batch]: gathered input projection
     Eigen::MatrixXf hidden_gates;  // [G*H x batch]: GRU's W_hh h + b_hh
     Eigen::MatrixXf h, c;          // [H x batch] state, longest-first order
     std::vector<int> columns;      // token column of each active sentence
+    Eigen::VectorXf packed_rhs;    // GEMM kernel's packed right-hand side
   };
-  Eigen::MatrixXf projection;  // [D*G*H x tokens]
   Eigen::MatrixXf layer_out[2];
   Direction direction[2];
 };
@@ -77,16 +79,16 @@ class RecurrentModule {
  private:
   struct Layer {
     int input_size = 0;
-    Eigen::MatrixXf w_ih;  // [D*G*H x input]: both directions, one GEMM
+    PackedMatrix w_ih[2];     // [G*H x input], packed once at load
     Eigen::VectorXf b_in;  // [D*G*H]: b_ih (+ b_hh for LSTM)
-    Eigen::MatrixXf w_hh[2];  // [G*H x H]
+    PackedMatrix w_hh[2];     // [G*H x H], packed once at load
     Eigen::VectorXf b_hh[2];  // [G*H] (GRU only: it sits inside r * (...))
   };
 
   RecurrentModule(const RecurrentConfig& config, bool lstm)
       : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3) {}
   absl::Status LoadLayer(const SafeTensors& weights, int k);
-  void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& proj,
+  void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& in,
                     const SequenceBatch& batch,
                     RecurrentScratch::Direction& s, Eigen::MatrixXf& out) const;
   void LstmStep(RecurrentScratch::Direction& s, int b) const;
