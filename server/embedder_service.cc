@@ -1,8 +1,12 @@
 #include "server/embedder_service.h"
 
 #include <chrono>
+#include <map>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "server/batcher.h"
+#include "server/clock.h"
 #include "server/grpc_status.h"
 #include "server/log.h"
 #include "server/request_parser.h"
@@ -10,67 +14,191 @@
 namespace ctxembed {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
+double SecondsSince(SteadyClock::time_point start) {
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
-// Runs one Embed for a stream message and records its metrics.
-absl::Status RunOne(const RequestHandler& handler, ServerMetrics& metrics,
-                    Method method, const grpc::ByteBuffer& in,
-                    v1::EmbedResponse* response) {
-  const auto start = Clock::now();
-  v1::EmbedRequest request;
-  CallStats stats;
-  absl::Status status = ParseRequest(in, &request);
-  if (status.ok()) status = handler.Embed(request, response, &stats);
-  if (status.ok()) {
-    metrics.RecordInference(stats.model, stats.inference_seconds, stats.tokens);
-  } else if (!request.request_id().empty()) {
-    status = absl::Status(status.code(), absl::StrCat("request_id ",
-                                                      request.request_id(),
-                                                      ": ", status.message()));
+// The job's deadline, from the call's, on the batcher's clock.
+int64_t DeadlineMicros(const grpc::CallbackServerContext* context) {
+  const auto left = context->deadline() - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return BatchJob::kNoDeadline;
+  return Clock::Real()->NowMicros() +
+         std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+}
+
+// The job for a prepared request; `done` will receive it when it ends.
+std::shared_ptr<BatchJob> MakeJob(PreparedEmbed& prepared,
+                                  int64_t deadline_micros,
+                                  BatchJob::Done done) {
+  return std::make_shared<BatchJob>(prepared.key,
+                                    std::move(prepared.sentences),
+                                    deadline_micros, std::move(done));
+}
+
+// Hands `job` to `batcher`, or runs it here when the model has none. Errors
+// end the job (through its done callback) like everything else.
+void RunJob(const std::shared_ptr<BatchJob>& job, Batcher* batcher) {
+  if (batcher == nullptr) {
+    Batch batch;
+    for (int i = 0; i < job->size(); ++i) {
+      batch.items.push_back({job, i, job->length(i), 0});
+    }
+    thread_local TowerScratch scratch;
+    RunBatch(batch, scratch);
+    return;
   }
-  metrics.RecordRequest(method, status.code(), SecondsSince(start));
-  return status;
+  absl::Status submitted = batcher->Submit(job);
+  if (!submitted.ok()) job->Fail(submitted);
 }
 
-// One EmbedStream call: reads a request, answers it, reads the next. One
-// message is in flight at a time, so a fast sender cannot make the server
-// buffer without bound; responses come back in request order.
+absl::Status WithRequestId(const absl::Status& status,
+                           const std::string& request_id) {
+  if (status.ok() || request_id.empty()) return status;
+  return absl::Status(status.code(), absl::StrCat("request_id ", request_id,
+                                                  ": ", status.message()));
+}
+
+// One batched unary call. Deletes itself when gRPC is done with it.
+template <typename Response>
+class BatchedCall : public grpc::ServerUnaryReactor {
+ public:
+  BatchedCall(Method method, ServerMetrics* metrics, grpc::ByteBuffer* out)
+      : method_(method), metrics_(metrics), out_(out),
+        start_(std::chrono::steady_clock::now()) {
+    metrics_->AddInflight(1);
+  }
+
+  // Ends the call with `status` (not OK), before any job started.
+  void Reject(const absl::Status& status, const CallStats& stats) {
+    if (status.code() == absl::StatusCode::kInvalidArgument &&
+        !stats.model.empty()) {
+      metrics_->RecordRejected(stats.model, "invalid");
+    }
+    End(status);
+  }
+
+  // Runs on the thread that finishes the job.
+  void Complete(const v1::EmbedRequest& request, const Model& model,
+                BatchJob& job, const absl::Status& status) {
+    if (status.ok()) {
+      Response response;
+      if constexpr (std::is_same_v<Response, v1::EmbedResponse>) {
+        RequestHandler::FillEmbedResponse(request, model, job, &response);
+      } else {
+        RequestHandler::FillTokensResponse(request, model, job, &response);
+      }
+      metrics_->RecordTokens(model.name(), response.usage().tokens());
+      SerializeResponse(response, out_);
+    }
+    End(status);
+  }
+
+  void set_job(std::shared_ptr<BatchJob> job, Batcher* batcher) {
+    absl::MutexLock lock(&mu_);
+    job_ = std::move(job);
+    batcher_ = batcher;
+  }
+
+  void OnCancel() override {
+    std::shared_ptr<BatchJob> job;
+    Batcher* batcher;
+    {
+      absl::MutexLock lock(&mu_);
+      job = job_;
+      batcher = batcher_;
+    }
+    if (job != nullptr && batcher != nullptr) batcher->Cancel(job);
+  }
+
+  void OnDone() override { delete this; }
+
+  v1::EmbedRequest request;
+
+ private:
+  void End(const absl::Status& status) {
+    metrics_->RecordRequest(
+        method_, status.code(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+            .count());
+    metrics_->AddInflight(-1);
+    Finish(ToGrpcStatus(status));  // no lock held
+  }
+
+  const Method method_;
+  ServerMetrics* const metrics_;
+  grpc::ByteBuffer* const out_;
+  const std::chrono::steady_clock::time_point start_;
+  absl::Mutex mu_;
+  std::shared_ptr<BatchJob> job_ ABSL_GUARDED_BY(mu_);
+  Batcher* batcher_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+// One EmbedStream call. Requests are read while fewer than `max_inflight`
+// are unanswered, so a fast sender cannot make the server buffer without
+// bound; responses are written in request order. An error ends the stream
+// with that error (naming the request_id) after the earlier responses.
+//
+// State changes happen under mu_; the gRPC operations they call for
+// (StartRead, StartWrite, Finish) run after it is released, since gRPC may
+// run the next reaction on the calling thread.
 class EmbedStreamReactor
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  EmbedStreamReactor(const RequestHandler* handler, ServerMetrics* metrics)
-      : handler_(handler), metrics_(metrics) {
+  EmbedStreamReactor(const RequestHandler* handler, ServerMetrics* metrics,
+                     int max_inflight, grpc::CallbackServerContext* context)
+      : handler_(handler),
+        metrics_(metrics),
+        max_inflight_(max_inflight),
+        deadline_micros_(DeadlineMicros(context)) {
     metrics_->AddInflight(1);
+    reading_ = true;
     StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed (or went away)
-      Finish(grpc::Status::OK);
+      Actions actions;
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        reads_done_ = true;
+        actions = NextActionsLocked();
+      }
+      Run(actions);
       return;
     }
-    v1::EmbedResponse response;
-    absl::Status status =
-        RunOne(*handler_, *metrics_, Method::kEmbedStream, in_, &response);
-    if (!status.ok()) {
-      Finish(ToGrpcStatus(status));
-      return;
-    }
-    SerializeResponse(response, &out_);
-    StartWrite(&out_);
+    Submit();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "the stream closed while a response was sent"));
-      return;
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        failed_ = true;
+        status_ = absl::CancelledError("the stream closed while writing");
+      } else {
+        pending_.erase(next_write_++);
+      }
+      actions = NextActionsLocked();
     }
-    StartRead(&in_);
+    Run(actions);
+  }
+
+  void OnCancel() override {
+    std::vector<std::pair<std::shared_ptr<BatchJob>, Batcher*>> jobs;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [seq, slot] : pending_) {
+        jobs.emplace_back(slot.job, slot.batcher);
+      }
+    }
+    for (auto& [job, batcher] : jobs) {
+      if (job != nullptr && batcher != nullptr) batcher->Cancel(job);
+    }
   }
 
   void OnDone() override {
@@ -79,10 +207,160 @@ class EmbedStreamReactor
   }
 
  private:
+  struct Slot {
+    std::shared_ptr<v1::EmbedRequest> request;
+    std::shared_ptr<BatchJob> job;
+    Batcher* batcher = nullptr;
+    bool done = false;
+    absl::Status status;
+    grpc::ByteBuffer response;
+    std::chrono::steady_clock::time_point start;
+  };
+  // What to do once mu_ is released.
+  struct Actions {
+    grpc::ByteBuffer* write = nullptr;
+    bool read = false;
+    bool finish = false;
+    absl::Status status;
+    // Unfinished jobs to end before finishing: their callbacks use `this`,
+    // which gRPC deletes after Finish.
+    std::vector<std::shared_ptr<BatchJob>> abandon;
+  };
+
+  void Run(const Actions& a) {
+    if (a.write != nullptr) StartWrite(a.write);
+    if (a.read) StartRead(&in_);
+    for (const auto& job : a.abandon) {
+      job->Fail(absl::CancelledError("the stream ended with an error"));
+    }
+    if (a.finish) Finish(ToGrpcStatus(a.status));
+  }
+
+  void Submit() {
+    auto request = std::make_shared<v1::EmbedRequest>();
+    CallStats stats;
+    absl::Status parsed = ParseRequest(in_, request.get());
+    absl::StatusOr<PreparedEmbed> prepared =
+        parsed.ok()
+            ? handler_->Prepare(*request, BatchJob::Kind::kEmbed, &stats)
+            : absl::StatusOr<PreparedEmbed>(parsed);
+    std::shared_ptr<BatchJob> job;
+    Batcher* batcher = nullptr;
+    int64_t seq;
+    std::shared_ptr<const Model> model;
+    if (prepared.ok()) {
+      model = prepared->servable.model;
+      batcher = prepared->servable.batcher.get();
+    }
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      seq = next_seq_++;
+      Slot& slot = pending_[seq];
+      slot.request = request;
+      slot.start = std::chrono::steady_clock::now();
+      slot.batcher = batcher;
+      if (prepared.ok()) {
+        job = MakeJob(*prepared, deadline_micros_,
+                      [this, seq, model](BatchJob& job, const absl::Status& s) {
+                        OnJobDone(seq, &job, model.get(), s);
+                      });
+        slot.job = job;
+      }
+      // The next read starts before the job can end the stream.
+      actions = NextActionsLocked();
+    }
+    Run(actions);
+    if (!prepared.ok()) {
+      OnJobDone(seq, nullptr, nullptr, prepared.status());
+    } else {
+      RunJob(job, batcher);
+    }
+  }
+
+  // Runs on the thread that finished the job.
+  void OnJobDone(int64_t seq, BatchJob* job, const Model* model,
+                 absl::Status status) {
+    std::shared_ptr<v1::EmbedRequest> request;
+    std::chrono::steady_clock::time_point start;
+    {
+      absl::MutexLock lock(&mu_);
+      request = pending_[seq].request;
+      start = pending_[seq].start;
+    }
+    grpc::ByteBuffer response;
+    if (status.ok()) {
+      v1::EmbedResponse out;
+      RequestHandler::FillEmbedResponse(*request, *model, *job, &out);
+      metrics_->RecordTokens(model->name(), out.usage().tokens());
+      SerializeResponse(out, &response);
+    }
+    status = WithRequestId(status, request->request_id());
+    metrics_->RecordRequest(
+        Method::kEmbedStream, status.code(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+    Actions actions;
+    {
+      absl::MutexLock lock(&mu_);
+      Slot& slot = pending_[seq];
+      slot.done = true;
+      slot.status = status;
+      slot.response = std::move(response);
+      slot.job.reset();
+      actions = NextActionsLocked();
+    }
+    Run(actions);
+  }
+
+  Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Actions a;
+    if (finished_) return a;
+    auto it = pending_.find(next_write_);
+    if (!writing_ && !failed_ && it != pending_.end() && it->second.done) {
+      if (it->second.status.ok()) {
+        writing_ = true;
+        a.write = &it->second.response;
+      } else {
+        failed_ = true;
+        status_ = it->second.status;
+      }
+    }
+    if (!reading_ && !reads_done_ && !failed_ &&
+        static_cast<int>(pending_.size()) < max_inflight_) {
+      reading_ = true;
+      a.read = true;
+    }
+    // Finish once everything is written and the client is done sending, or
+    // at the first error (an outstanding read is then cancelled).
+    if (!writing_ && (failed_ || (reads_done_ && pending_.empty()))) {
+      finished_ = true;
+      a.finish = true;
+      a.status = status_;
+      for (auto& [seq, slot] : pending_) {
+        if (!slot.done && slot.job != nullptr) a.abandon.push_back(slot.job);
+      }
+    }
+    return a;
+  }
+
   const RequestHandler* const handler_;
   ServerMetrics* const metrics_;
+  const int max_inflight_;
+  const int64_t deadline_micros_;
   grpc::ByteBuffer in_;
-  grpc::ByteBuffer out_;
+
+  absl::Mutex mu_;
+  std::map<int64_t, Slot> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -91,7 +369,7 @@ template <typename Request, typename Response, typename Call>
 grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
     Method method, grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* in, grpc::ByteBuffer* out, Call call) {
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   metrics_->AddInflight(1);
   Request request;
   Response response;
@@ -114,29 +392,53 @@ grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
   return reactor;
 }
 
+template <typename Response>
+grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
+    Method method, BatchJob::Kind kind, grpc::CallbackServerContext* context,
+    const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  auto* call = new BatchedCall<Response>(method, metrics_, out);
+  CallStats stats;
+  absl::Status parsed = ParseRequest(*in, &call->request);
+  absl::StatusOr<PreparedEmbed> prepared =
+      parsed.ok() ? handler_->Prepare(call->request, kind, &stats)
+                  : absl::StatusOr<PreparedEmbed>(parsed);
+  if (!prepared.ok()) {
+    call->Reject(prepared.status(), stats);
+    return call;
+  }
+  std::shared_ptr<const Model> model = prepared->servable.model;
+  Batcher* batcher = prepared->servable.batcher.get();
+  std::shared_ptr<BatchJob> job = MakeJob(
+      *prepared, DeadlineMicros(context),
+      [call, model](BatchJob& job, const absl::Status& status) {
+        call->Complete(call->request, *model, job, status);
+      });
+  call->set_job(job, batcher);
+  // The job may end the call before RunJob returns: `call` is not touched
+  // after this line (gRPC runs OnDone only after this handler returns).
+  RunJob(job, batcher);
+  return call;
+}
+
 grpc::ServerUnaryReactor* EmbedderService::Embed(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeUnary<v1::EmbedRequest, v1::EmbedResponse>(
-      Method::kEmbed, context, request, response,
-      [this](const auto& req, auto* resp, CallStats* stats) {
-        return handler_->Embed(req, resp, stats);
-      });
+  return ServeBatched<v1::EmbedResponse>(Method::kEmbed, BatchJob::Kind::kEmbed,
+                                         context, request, response);
 }
 
 grpc::ServerUnaryReactor* EmbedderService::EmbedTokens(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeUnary<v1::EmbedRequest, v1::EmbedTokensResponse>(
-      Method::kEmbedTokens, context, request, response,
-      [this](const auto& req, auto* resp, CallStats* stats) {
-        return handler_->EmbedTokens(req, resp, stats);
-      });
+  return ServeBatched<v1::EmbedTokensResponse>(
+      Method::kEmbedTokens, BatchJob::Kind::kEmbedTokens, context, request,
+      response);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 EmbedderService::EmbedStream(grpc::CallbackServerContext* context) {
-  return new EmbedStreamReactor(handler_, metrics_);
+  return new EmbedStreamReactor(handler_, metrics_, max_stream_inflight_,
+                                context);
 }
 
 grpc::ServerUnaryReactor* EmbedderService::Score(

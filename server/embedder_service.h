@@ -21,12 +21,17 @@ using RawEmbedderService = v1::Embedder::WithRawCallbackMethod_Embed<
                     v1::Embedder::WithRawCallbackMethod_ListModels<
                         v1::Embedder::Service>>>>>>;
 
-// Thread-safe; `handler` and `metrics` must outlive it. Calls run the model
-// on gRPC's callback threads.
+// Thread-safe; `handler` and `metrics` must outlive it. Embed, EmbedTokens
+// and EmbedStream hand their sentences to the model's batcher and finish
+// from its worker threads (inline on gRPC's threads for a model without
+// one); Score, Tokenize and ListModels run on gRPC's callback threads.
 class EmbedderService final : public RawEmbedderService {
  public:
-  EmbedderService(const RequestHandler* handler, ServerMetrics* metrics)
-      : handler_(handler), metrics_(metrics) {}
+  EmbedderService(const RequestHandler* handler, ServerMetrics* metrics,
+                  int max_stream_inflight)
+      : handler_(handler),
+        metrics_(metrics),
+        max_stream_inflight_(max_stream_inflight) {}
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -55,8 +60,15 @@ class EmbedderService final : public RawEmbedderService {
                                        const grpc::ByteBuffer* in,
                                        grpc::ByteBuffer* out, Call call);
 
+  template <typename Response>
+  grpc::ServerUnaryReactor* ServeBatched(Method method, BatchJob::Kind kind,
+                                         grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out);
+
   const RequestHandler* const handler_;
   ServerMetrics* const metrics_;
+  const int max_stream_inflight_;
 };
 
 }  // namespace ctxembed

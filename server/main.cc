@@ -30,7 +30,21 @@ ABSL_FLAG(int, max_inputs_per_request, 256,
 ABSL_FLAG(int, max_message_bytes, 64 << 20,
           "largest gRPC request or response message, in bytes");
 ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
-          "on SIGTERM, how long in-flight calls may take to finish");
+          "on SIGTERM, how long queued and in-flight calls may take to "
+          "finish");
+ABSL_FLAG(bool, batching, true, "gather concurrent requests into batches");
+ABSL_FLAG(int, max_batch_sentences, 32, "most sentences in one batch");
+ABSL_FLAG(int, max_batch_tokens, 4096,
+          "most padded tokens (longest sentence x sentences) in one batch");
+ABSL_FLAG(int64_t, max_queue_delay_micros, 2000,
+          "longest a sentence waits for its batch to fill while others run");
+ABSL_FLAG(int, max_queue_sentences, 1024,
+          "most sentences waiting per model; more are refused "
+          "(RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int, num_batch_workers, 0,
+          "threads running batches per model; 0: one per core");
+ABSL_FLAG(int, max_stream_inflight, 8,
+          "requests one EmbedStream may have unanswered");
 
 namespace {
 
@@ -67,6 +81,14 @@ int main(int argc, char** argv) {
   options.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+  options.batching = absl::GetFlag(FLAGS_batching);
+  options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);
+  options.batch.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.batch.max_queue_delay_micros =
+      absl::GetFlag(FLAGS_max_queue_delay_micros);
+  options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
+  options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
+  options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
 
   auto server = ctxembed::EmbeddingServer::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));

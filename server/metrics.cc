@@ -60,6 +60,34 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                              .Help("Seconds it took to load and warm up the "
                                    "model.")
                              .Register(*registry);
+  queue_duration_ = &prometheus::BuildHistogram()
+                         .Name("ctxembed_queue_duration_seconds")
+                         .Help("Time a sentence waited for its batch.")
+                         .Register(*registry);
+  batch_size_ = &prometheus::BuildHistogram()
+                     .Name("ctxembed_batch_size")
+                     .Help("Sentences per batch.")
+                     .Register(*registry);
+  batch_tokens_ = &prometheus::BuildHistogram()
+                       .Name("ctxembed_batch_tokens")
+                       .Help("Padded tokens per batch (longest sentence x "
+                             "sentences).")
+                       .Register(*registry);
+  padding_ratio_ = &prometheus::BuildHistogram()
+                        .Name("ctxembed_padding_ratio")
+                        .Help("Share of a batch's padded tokens that are "
+                              "padding.")
+                        .Register(*registry);
+  queue_depth_ = &prometheus::BuildGauge()
+                      .Name("ctxembed_queue_depth")
+                      .Help("Sentences waiting for a batch.")
+                      .Register(*registry);
+  rejected_ = &prometheus::BuildCounter()
+                   .Name("ctxembed_rejected_total")
+                   .Help("Requests refused or dropped, by reason "
+                         "(overloaded, deadline, cancelled, invalid, "
+                         "unavailable).")
+                   .Register(*registry);
   for (int m = 0; m < kNumMethods; ++m) {
     const char* name = MethodName(static_cast<Method>(m));
     ok_requests_[m] = &requests_->Add({{"method", name}, {"code", "OK"}});
@@ -82,15 +110,67 @@ void ServerMetrics::RecordRequest(Method method, absl::StatusCode code,
   durations_[m]->Observe(seconds);
 }
 
+void ServerMetrics::ModelObserver::OnBatch(int sentences, int padded_tokens,
+                                           int real_tokens, double seconds) {
+  series_->inference->Observe(seconds);
+  series_->batch_size->Observe(sentences);
+  series_->batch_tokens->Observe(padded_tokens);
+  series_->padding->Observe(
+      padded_tokens > 0
+          ? 1.0 - static_cast<double>(real_tokens) / padded_tokens
+          : 0.0);
+}
+
+void ServerMetrics::ModelObserver::OnQueued(double seconds) {
+  series_->queue->Observe(seconds);
+}
+
+void ServerMetrics::ModelObserver::OnQueueDepth(int sentences) {
+  series_->depth->Set(sentences);
+}
+
+void ServerMetrics::ModelObserver::OnRejected(const char* reason) {
+  metrics_->RecordRejected(model_, reason);
+}
+
 ServerMetrics::PerModel& ServerMetrics::ModelSeries(const std::string& model) {
   absl::MutexLock lock(&mu_);
   PerModel& series = per_model_[model];
   if (series.inference == nullptr) {
-    series.inference =
-        &inference_duration_->Add({{"model", model}}, LatencyBuckets());
-    series.tokens = &input_tokens_->Add({{"model", model}});
+    const prometheus::Labels labels = {{"model", model}};
+    series.inference = &inference_duration_->Add(labels, LatencyBuckets());
+    series.tokens = &input_tokens_->Add(labels);
+    series.queue = &queue_duration_->Add(labels, LatencyBuckets());
+    series.batch_size = &batch_size_->Add(
+        labels, prometheus::Histogram::BucketBoundaries{
+                    1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+    series.batch_tokens = &batch_tokens_->Add(
+        labels, prometheus::Histogram::BucketBoundaries{
+                    16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536});
+    series.padding = &padding_ratio_->Add(
+        labels, prometheus::Histogram::BucketBoundaries{
+                    0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9});
+    series.depth = &queue_depth_->Add(labels);
+    for (const char* reason :
+         {"overloaded", "deadline", "cancelled", "invalid", "unavailable"}) {
+      rejected_->Add({{"model", model}, {"reason", reason}});
+    }
+    series.observer = std::make_unique<ModelObserver>(this, model, &series);
   }
   return series;
+}
+
+void ServerMetrics::RecordTokens(const std::string& model, int64_t tokens) {
+  ModelSeries(model).tokens->Increment(static_cast<double>(tokens));
+}
+
+void ServerMetrics::RecordRejected(const std::string& model,
+                                   const char* reason) {
+  rejected_->Add({{"model", model}, {"reason", reason}}).Increment();
+}
+
+BatchObserver* ServerMetrics::ForModel(const std::string& model) {
+  return ModelSeries(model).observer.get();
 }
 
 void ServerMetrics::RecordInference(const std::string& model, double seconds,

@@ -18,6 +18,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "server/batcher.h"
 
 namespace ctxembed {
 
@@ -30,11 +31,20 @@ const char* MethodName(Method method);
 // Thread-safe. Registers its families in `registry`, which must outlive it.
 //   ctxembed_requests_total{method,code}           counter
 //   ctxembed_request_duration_seconds{method}      histogram, 50 us .. 10 s
-//   ctxembed_inference_duration_seconds{model}     histogram
+//   ctxembed_inference_duration_seconds{model}     histogram, per batch (per
+//                                                  call for unbatched calls)
 //   ctxembed_input_tokens_total{model}             counter
 //   ctxembed_inflight_requests                     gauge
 //   ctxembed_model_info{model,architecture,dim}    gauge, 1 per loaded model
 //   ctxembed_model_load_seconds{model}             gauge
+//   ctxembed_queue_duration_seconds{model}         histogram, per sentence
+//   ctxembed_batch_size{model}                     histogram, sentences
+//   ctxembed_batch_tokens{model}                   histogram, padded tokens
+//   ctxembed_padding_ratio{model}                  histogram, 1 - real/padded
+//   ctxembed_queue_depth{model}                    gauge, sentences waiting
+//   ctxembed_rejected_total{model,reason}          counter: overloaded,
+//                                                  deadline, cancelled,
+//                                                  invalid, unavailable
 class ServerMetrics {
  public:
   explicit ServerMetrics(prometheus::Registry* registry);
@@ -44,6 +54,12 @@ class ServerMetrics {
   // Time spent in `model` and the tokens it processed, for one call.
   void RecordInference(const std::string& model, double seconds,
                        int64_t tokens);
+  // Tokens of a batched call (its compute time is recorded per batch).
+  void RecordTokens(const std::string& model, int64_t tokens);
+  // A request refused or dropped, by reason (see the list above).
+  void RecordRejected(const std::string& model, const char* reason);
+  // The batch observer of `model`, owned by this object.
+  BatchObserver* ForModel(const std::string& model);
   void AddInflight(double delta) { inflight_->Increment(delta); }
   // Publishes a loaded model's info and load time.
   void RecordModelLoaded(const std::string& model,
@@ -54,9 +70,32 @@ class ServerMetrics {
   static prometheus::Histogram::BucketBoundaries LatencyBuckets();
 
  private:
+  struct PerModel;
+  // Publishes one model's batching events.
+  class ModelObserver : public BatchObserver {
+   public:
+    ModelObserver(ServerMetrics* metrics, std::string model, PerModel* series)
+        : metrics_(metrics), model_(std::move(model)), series_(series) {}
+    void OnBatch(int sentences, int padded_tokens, int real_tokens,
+                 double seconds) override;
+    void OnQueued(double seconds) override;
+    void OnQueueDepth(int sentences) override;
+    void OnRejected(const char* reason) override;
+
+   private:
+    ServerMetrics* const metrics_;
+    const std::string model_;
+    PerModel* const series_;
+  };
   struct PerModel {
     prometheus::Histogram* inference = nullptr;
     prometheus::Counter* tokens = nullptr;
+    prometheus::Histogram* queue = nullptr;
+    prometheus::Histogram* batch_size = nullptr;
+    prometheus::Histogram* batch_tokens = nullptr;
+    prometheus::Histogram* padding = nullptr;
+    prometheus::Gauge* depth = nullptr;
+    std::unique_ptr<ModelObserver> observer;
   };
   PerModel& ModelSeries(const std::string& model);
 
@@ -67,6 +106,12 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* input_tokens_;
   prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Family<prometheus::Gauge>* model_load_seconds_;
+  prometheus::Family<prometheus::Histogram>* queue_duration_;
+  prometheus::Family<prometheus::Histogram>* batch_size_;
+  prometheus::Family<prometheus::Histogram>* batch_tokens_;
+  prometheus::Family<prometheus::Histogram>* padding_ratio_;
+  prometheus::Family<prometheus::Gauge>* queue_depth_;
+  prometheus::Family<prometheus::Counter>* rejected_;
   prometheus::Gauge* inflight_;
   std::array<prometheus::Counter*, kNumMethods> ok_requests_;
   std::array<prometheus::Histogram*, kNumMethods> durations_;

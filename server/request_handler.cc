@@ -6,14 +6,15 @@
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
 #include "model/utf8.h"
+#include "server/batcher.h"
 
 namespace ctxembed {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
+double SecondsSince(SteadyClock::time_point start) {
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
 // Per-thread scratch, so the hot path reuses its buffers across calls.
@@ -125,7 +126,9 @@ absl::StatusOr<RequestHandler::Target> RequestHandler::Resolve(
     absl::string_view model_name, absl::string_view tower_name, int count,
     absl::string_view what, CallStats* stats) const {
   Target target;
-  CTXEMBED_ASSIGN_OR_RETURN(target.model, registry_->Get(model_name));
+  CTXEMBED_ASSIGN_OR_RETURN(target.servable,
+                            registry_->GetServable(model_name));
+  target.model = target.servable.model;
   stats->model = target.model->name();
   CTXEMBED_RETURN_IF_ERROR(
       CheckCount(count, options_.max_inputs_per_request, what));
@@ -133,30 +136,93 @@ absl::StatusOr<RequestHandler::Target> RequestHandler::Resolve(
   return target;
 }
 
-absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
-                                   v1::EmbedResponse* response,
-                                   CallStats* stats) const {
+absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
+    const v1::EmbedRequest& request, BatchJob::Kind kind,
+    CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
       Target t, Resolve(request.model(), request.tower(),
                         request.inputs_size(), "inputs", stats));
-  CTXEMBED_ASSIGN_OR_RETURN(
-      Pooling pooling, ResolvePooling(*t.model, *t.tower, request.pooling()));
-  Scratch& s = ThreadScratch();
-  CTXEMBED_ASSIGN_OR_RETURN(
-      stats->tokens,
-      TokenizeAll(*t.model, request.inputs(), request.truncate(), s.sentences));
-  const auto start = Clock::now();
-  t.tower->Embed(s.sentences, pooling, s.tower, &s.vectors);
-  stats->inference_seconds = SecondsSince(start);
-  const int dim = t.tower->output_dim();
-  response->mutable_embeddings()->Reserve(request.inputs_size());
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    if (request.normalize()) NormalizeL2(s.vectors.col(i));
-    CopyTo(s.vectors.col(i).data(), dim, response->add_embeddings());
+  PreparedEmbed prepared;
+  prepared.servable = t.servable;
+  prepared.key.tower = t.tower;
+  prepared.key.kind = kind;
+  if (kind == BatchJob::Kind::kEmbed) {
+    CTXEMBED_ASSIGN_OR_RETURN(
+        prepared.key.pooling,
+        ResolvePooling(*t.model, *t.tower, request.pooling()));
   }
-  response->set_model(t.model->name());
-  response->mutable_usage()->set_tokens(stats->tokens);
+  CTXEMBED_ASSIGN_OR_RETURN(stats->tokens,
+                            TokenizeAll(*t.model, request.inputs(),
+                                        request.truncate(), prepared.sentences));
+  return prepared;
+}
+
+void RequestHandler::FillEmbedResponse(const v1::EmbedRequest& request,
+                                       const Model& model, BatchJob& job,
+                                       v1::EmbedResponse* response) {
+  Eigen::MatrixXf& vectors = job.vectors();
+  int64_t tokens = 0;
+  response->mutable_embeddings()->Reserve(job.size());
+  for (int i = 0; i < job.size(); ++i) {
+    if (request.normalize()) NormalizeL2(vectors.col(i));
+    CopyTo(vectors.col(i).data(), static_cast<int>(vectors.rows()),
+           response->add_embeddings());
+    tokens += job.length(i);
+  }
+  response->set_model(model.name());
+  response->mutable_usage()->set_tokens(tokens);
   response->set_request_id(request.request_id());
+}
+
+void RequestHandler::FillTokensResponse(const v1::EmbedRequest& request,
+                                        const Model& model, BatchJob& job,
+                                        v1::EmbedTokensResponse* response) {
+  int64_t tokens = 0;
+  for (int i = 0; i < job.size(); ++i) {
+    v1::TokenEmbeddings* result = response->add_results();
+    Eigen::MatrixXf& vectors = job.token_vectors()[i];
+    const TokenList& sentence = job.sentence(i);
+    for (int k = 0; k < job.length(i); ++k) {
+      auto column = vectors.col(k);
+      if (request.normalize()) NormalizeL2(column);
+      result->add_tokens(sentence[k]);
+      CopyTo(column.data(), static_cast<int>(vectors.rows()),
+             result->add_vectors());
+    }
+    tokens += job.length(i);
+  }
+  response->set_model(model.name());
+  response->mutable_usage()->set_tokens(tokens);
+  response->set_request_id(request.request_id());
+}
+
+namespace {
+
+// Runs a prepared request on the calling thread, as one batch.
+std::shared_ptr<BatchJob> RunInline(PreparedEmbed& prepared,
+                                    CallStats* stats) {
+  auto job = std::make_shared<BatchJob>(
+      prepared.key, std::move(prepared.sentences), BatchJob::kNoDeadline,
+      [](BatchJob&, const absl::Status&) {});
+  Batch batch;
+  for (int i = 0; i < job->size(); ++i) {
+    batch.items.push_back({job, i, job->length(i), 0});
+  }
+  const auto start = SteadyClock::now();
+  RunBatch(batch, ThreadScratch().tower);
+  stats->inference_seconds = SecondsSince(start);
+  return job;
+}
+
+}  // namespace
+
+absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
+                                   v1::EmbedResponse* response,
+                                   CallStats* stats) const {
+  CTXEMBED_ASSIGN_OR_RETURN(PreparedEmbed prepared,
+                            Prepare(request, BatchJob::Kind::kEmbed, stats));
+  std::shared_ptr<BatchJob> job = RunInline(prepared, stats);
+  FillEmbedResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
 
@@ -164,29 +230,10 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
                                          v1::EmbedTokensResponse* response,
                                          CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
-      Target t, Resolve(request.model(), request.tower(),
-                        request.inputs_size(), "inputs", stats));
-  Scratch& s = ThreadScratch();
-  CTXEMBED_ASSIGN_OR_RETURN(
-      stats->tokens,
-      TokenizeAll(*t.model, request.inputs(), request.truncate(), s.sentences));
-  const auto start = Clock::now();
-  s.vectors = t.tower->EncodeTokens(s.sentences, s.tower);  // may normalise
-  stats->inference_seconds = SecondsSince(start);
-  const int dim = t.tower->token_dim();
-  for (int i = 0; i < request.inputs_size(); ++i) {
-    v1::TokenEmbeddings* result = response->add_results();
-    const int offset = s.tower.batch.offset(i);
-    for (size_t k = 0; k < s.sentences[i].size(); ++k) {
-      auto column = s.vectors.col(offset + static_cast<int>(k));
-      if (request.normalize()) NormalizeL2(column);
-      result->add_tokens(s.sentences[i][k]);
-      CopyTo(column.data(), dim, result->add_vectors());
-    }
-  }
-  response->set_model(t.model->name());
-  response->mutable_usage()->set_tokens(stats->tokens);
-  response->set_request_id(request.request_id());
+      PreparedEmbed prepared,
+      Prepare(request, BatchJob::Kind::kEmbedTokens, stats));
+  std::shared_ptr<BatchJob> job = RunInline(prepared, stats);
+  FillTokensResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
 
@@ -213,7 +260,7 @@ absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
     stats->tokens += static_cast<int64_t>(s.sentences[i].size() +
                                           s.sentences[n + i].size());
   }
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   absl::Span<const TokenList> all(s.sentences);
   const Tower& a = model.tower(0);
   if (model.num_towers() == 1) {

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "ctxembed/v1/embedder.pb.h"
+#include "server/batch_job.h"
 #include "server/model_registry.h"
 
 namespace ctxembed {
@@ -17,6 +18,13 @@ struct CallStats {
   std::string model;             // name of the model that served the call
   int64_t tokens = 0;            // tokens processed (after truncation)
   double inference_seconds = 0;  // time spent in the model
+};
+
+// An Embed / EmbedTokens request checked and tokenized, ready to run.
+struct PreparedEmbed {
+  Servable servable;
+  BatchJob::Key key;
+  std::vector<TokenList> sentences;
 };
 
 // Thread-safe; holds no per-call state. The registry must outlive it.
@@ -48,11 +56,25 @@ class RequestHandler {
   absl::Status ListModels(const v1::ListModelsRequest& request,
                           v1::ListModelsResponse* response) const;
 
+  // The two halves of Embed / EmbedTokens, for callers that run the work
+  // elsewhere (the batcher): Prepare validates and tokenizes, with the
+  // errors listed above; Fill*Response writes a finished job's results.
+  absl::StatusOr<PreparedEmbed> Prepare(const v1::EmbedRequest& request,
+                                        BatchJob::Kind kind,
+                                        CallStats* stats) const;
+  static void FillEmbedResponse(const v1::EmbedRequest& request,
+                                const Model& model, BatchJob& job,
+                                v1::EmbedResponse* response);
+  static void FillTokensResponse(const v1::EmbedRequest& request,
+                                 const Model& model, BatchJob& job,
+                                 v1::EmbedTokensResponse* response);
+
   const Options& options() const { return options_; }
 
  private:
   // The model and tower a request names.
   struct Target {
+    Servable servable;
     std::shared_ptr<const Model> model;
     const Tower* tower = nullptr;
   };

@@ -3,7 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
@@ -31,6 +33,11 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
   if (o.drain_timeout_ms < 0) {
     return absl::InvalidArgumentError("drain_timeout_ms is negative");
   }
+  if (o.max_stream_inflight < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_stream_inflight is ", o.max_stream_inflight,
+        "; it must be at least 1"));
+  }
   return absl::OkStatus();
 }
 
@@ -42,7 +49,7 @@ EmbeddingServer::EmbeddingServer(const Options& options)
       metrics_(registry_.get()),
       handler_({.max_inputs_per_request = options.max_inputs_per_request},
                &models_),
-      service_(&handler_, &metrics_) {}
+      service_(&handler_, &metrics_, options.max_stream_inflight) {}
 
 absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     const Options& options) {
@@ -81,11 +88,21 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   const auto start = std::chrono::steady_clock::now();
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
                             Model::Load(model_dir));
+  std::shared_ptr<Batcher> batcher;
+  if (options_.batching) {
+    Batcher::Options b;
+    b.queue = options_.batch;
+    b.num_workers = options_.num_batch_workers;
+    CTXEMBED_ASSIGN_OR_RETURN(
+        std::unique_ptr<Batcher> created,
+        Batcher::Create(b, metrics_.ForModel(model->name())));
+    batcher = std::move(created);
+  }
+  CTXEMBED_RETURN_IF_ERROR(models_.Add(model, batcher));
   // Warm-up: one pass through every code path a request takes.
   v1::EmbedRequest warm;
   warm.add_inputs("warm up the model");
   warm.set_truncate(true);
-  CTXEMBED_RETURN_IF_ERROR(models_.Add(model));
   warm.set_model(model->name());
   v1::EmbedResponse response;
   CallStats stats;
@@ -117,8 +134,24 @@ void EmbeddingServer::Shutdown() {
   }
   // After this, health answers NOT_SERVING and ignores further updates.
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(options_.drain_timeout_ms));
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(options_.drain_timeout_ms);
+  // Batchers drain in parallel, sharing one deadline; their calls end as
+  // they do (OK, or UNAVAILABLE past the deadline).
+  std::vector<std::thread> drains;
+  for (const auto& batcher : models_.Batchers()) {
+    drains.emplace_back([batcher, deadline] {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      batcher->Shutdown(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::microseconds>(left)
+                 .count()));
+    });
+  }
+  for (auto& t : drains) t.join();
+  // Unbatched calls still running get what is left of the drain time.
+  const auto left = std::max(deadline - std::chrono::steady_clock::now(),
+                             std::chrono::steady_clock::duration::zero());
+  server_->Shutdown(std::chrono::system_clock::now() + left);
   server_->Wait();
 }
 

@@ -33,8 +33,17 @@ class EmbeddingServer {
     int max_inputs_per_request = 256;
     // Largest request or response message, in bytes.
     int max_message_bytes = 64 << 20;
-    // How long Shutdown lets in-flight calls finish before cancelling them.
+    // How long Shutdown lets queued and in-flight calls finish before
+    // failing them with UNAVAILABLE.
     int64_t drain_timeout_ms = 10000;
+    // Dynamic batching (per model); false runs every call on its own.
+    bool batching = true;
+    // Batch and queue limits (see BatchQueue::Options).
+    BatchQueue::Options batch;
+    // Threads running batches per model; 0 means one per core.
+    int num_batch_workers = 0;
+    // Requests one EmbedStream may have unanswered at once.
+    int max_stream_inflight = 8;
   };
 
   // Binds the ports and starts serving with health NOT_SERVING (calls get
@@ -52,8 +61,9 @@ class EmbeddingServer {
   // Sets grpc.health.v1 status "" and "ctxembed.v1.Embedder".
   void SetServing(bool serving);
 
-  // Health goes NOT_SERVING, new calls are refused, in-flight calls get up
-  // to drain_timeout_ms to finish, then the rest are cancelled. Idempotent.
+  // Health goes NOT_SERVING, new work is refused with UNAVAILABLE, queued
+  // and in-flight calls get up to drain_timeout_ms to finish, and what is
+  // left fails with UNAVAILABLE; then the gRPC server stops. Idempotent.
   void Shutdown();
 
   int grpc_port() const { return grpc_port_; }
