@@ -1,0 +1,256 @@
+// loadgen: drives a ctxembed server on this machine and reports latency,
+// throughput and status codes.
+//
+//   loadgen --target=127.0.0.1:50051 --mode=closed --concurrency=64 \
+//           --duration_s=10 --sentences=FILE [--max_per_request=1]
+//   loadgen --mode=open --rate=2000 ...   (Poisson arrivals)
+//
+// Closed loop: `concurrency` callers, each sending its next request when the
+// last one returns. Open loop: requests are sent at Poisson arrival times at
+// `rate` per second whatever the server does, and latency is measured from
+// the scheduled send time, so queueing at the client is counted rather than
+// hidden (coordinated omission). Each request carries 1..max_per_request
+// sentences drawn at random from the file (one per line). Talks to loopback
+// addresses only and stops by itself after --duration_s.
+// Prints a JSON report (also to --out_json) and a markdown row (--out_md).
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "ctxembed/v1/embedder.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server (loopback only)");
+ABSL_FLAG(std::string, mode, "closed", "closed or open");
+ABSL_FLAG(int, concurrency, 64, "closed loop: concurrent callers");
+ABSL_FLAG(double, rate, 1000, "open loop: requests per second");
+ABSL_FLAG(double, duration_s, 10, "how long to send");
+ABSL_FLAG(double, warmup_s, 1, "sent first and not counted");
+ABSL_FLAG(std::string, sentences, "", "text file, one sentence per line");
+ABSL_FLAG(int, max_per_request, 1, "sentences per request: 1..this");
+ABSL_FLAG(int, deadline_ms, 0, "per-request deadline; 0: none");
+ABSL_FLAG(std::string, model, "", "model name (empty: default)");
+ABSL_FLAG(int, max_outstanding, 20000, "open loop: cap on requests in flight");
+ABSL_FLAG(std::string, label, "", "name of this run in the reports");
+ABSL_FLAG(std::string, out_json, "", "append the JSON report to this file");
+ABSL_FLAG(std::string, out_md, "", "append a markdown table row to this file");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using ctxembed::v1::EmbedRequest;
+using ctxembed::v1::EmbedResponse;
+
+bool IsLoopback(const std::string& target) {
+  for (const char* prefix : {"127.", "localhost:", "[::1]:", "ipv4:127.",
+                             "ipv6:[::1]:"}) {
+    if (target.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Results of all calls, guarded by one mutex (calls finish on gRPC threads).
+struct Recorder {
+  std::mutex mu;
+  std::vector<double> ok_latency_ms;
+  std::vector<double> error_latency_ms;
+  std::map<std::string, int64_t> codes;
+  int64_t ok_sentences = 0;
+  int64_t dropped = 0;  // open loop: not sent, max_outstanding reached
+
+  void Add(const grpc::Status& s, double ms, int sentences) {
+    std::lock_guard<std::mutex> lock(mu);
+    static const char* kNames[] = {
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    ++codes[kNames[std::min<int>(s.error_code(), 16)]];
+    if (s.ok()) {
+      ok_latency_ms.push_back(ms);
+      ok_sentences += sentences;
+    } else {
+      error_latency_ms.push_back(ms);
+    }
+  }
+};
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * v.size()));
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return v[k];
+}
+
+class Load {
+ public:
+  Load(std::vector<std::string> texts)
+      : texts_(std::move(texts)),
+        stub_(ctxembed::v1::Embedder::NewStub(grpc::CreateChannel(
+            absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()))) {}
+
+  // Sends one request; `done` runs when it returns. `scheduled` is the time
+  // latency is measured from. `counted`: outside the warm-up.
+  void Send(std::mt19937& rng, Clock::time_point scheduled, bool counted,
+            std::function<void()> done) {
+    struct Call {
+      grpc::ClientContext ctx;
+      EmbedRequest req;
+      EmbedResponse resp;
+    };
+    auto* call = new Call;
+    const int k = 1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
+    for (int i = 0; i < k; ++i) call->req.add_inputs(texts_[rng() % texts_.size()]);
+    call->req.set_model(absl::GetFlag(FLAGS_model));
+    call->req.set_truncate(true);
+    if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
+      call->ctx.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::milliseconds(ms));
+    }
+    outstanding_++;
+    stub_->async()->Embed(&call->ctx, &call->req, &call->resp,
+                          [this, call, scheduled, counted, k,
+                           done = std::move(done)](grpc::Status s) {
+                            const double ms =
+                                std::chrono::duration<double, std::milli>(
+                                    Clock::now() - scheduled)
+                                    .count();
+                            if (counted) recorder.Add(s, ms, k);
+                            delete call;
+                            outstanding_--;
+                            done();
+                          });
+  }
+
+  int outstanding() const { return outstanding_; }
+  Recorder recorder;
+
+ private:
+  std::vector<std::string> texts_;
+  std::unique_ptr<ctxembed::v1::Embedder::Stub> stub_;
+  std::atomic<int> outstanding_{0};
+};
+
+void RunClosed(Load& load, Clock::time_point start, Clock::time_point warm_end,
+               Clock::time_point end) {
+  const int n = absl::GetFlag(FLAGS_concurrency);
+  std::atomic<int> active{n};
+  absl::Notification all_done;
+  std::vector<std::mt19937> rngs;
+  for (int i = 0; i < n; ++i) rngs.emplace_back(1000 + i);
+  std::function<void(int)> next = [&](int i) {
+    const auto now = Clock::now();
+    if (now >= end) {
+      if (--active == 0) all_done.Notify();
+      return;
+    }
+    load.Send(rngs[i], now, now >= warm_end, [&, i] { next(i); });
+  };
+  for (int i = 0; i < n; ++i) next(i);
+  all_done.WaitForNotification();
+}
+
+void RunOpen(Load& load, Clock::time_point start, Clock::time_point warm_end,
+             Clock::time_point end) {
+  std::mt19937 rng(7);
+  std::exponential_distribution<double> gap(absl::GetFlag(FLAGS_rate));
+  auto next = start;
+  while (next < end) {
+    std::this_thread::sleep_until(next);
+    if (load.outstanding() >= absl::GetFlag(FLAGS_max_outstanding)) {
+      std::lock_guard<std::mutex> lock(load.recorder.mu);
+      load.recorder.dropped++;
+    } else {
+      load.Send(rng, next, next >= warm_end, [] {});
+    }
+    next += std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(gap(rng)));
+  }
+  while (load.outstanding() > 0) {  // bounded: calls end by deadline or reply
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string target = absl::GetFlag(FLAGS_target);
+  if (!IsLoopback(target)) {
+    std::fprintf(stderr, "loadgen: %s is not a loopback address\n",
+                 target.c_str());
+    return 1;
+  }
+  std::vector<std::string> texts;
+  std::ifstream in(absl::GetFlag(FLAGS_sentences));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) texts.push_back(line);
+  }
+  if (texts.empty()) {
+    std::fprintf(stderr, "loadgen: no sentences in --sentences\n");
+    return 1;
+  }
+  Load load(std::move(texts));
+  const auto start = Clock::now();
+  const auto warm_end = start + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(
+                                        absl::GetFlag(FLAGS_warmup_s)));
+  const auto end = warm_end + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(
+                                      absl::GetFlag(FLAGS_duration_s)));
+  const bool open = absl::GetFlag(FLAGS_mode) == "open";
+  if (open) {
+    RunOpen(load, start, warm_end, end);
+  } else {
+    RunClosed(load, start, warm_end, end);
+  }
+  Recorder& r = load.recorder;
+  std::lock_guard<std::mutex> lock(r.mu);
+  const double seconds = absl::GetFlag(FLAGS_duration_s);
+  std::string codes;
+  for (const auto& [code, n] : r.codes) {
+    absl::StrAppend(&codes, codes.empty() ? "" : ",", "\"", code, "\":", n);
+  }
+  const std::string json = absl::StrFormat(
+      "{\"label\":\"%s\",\"mode\":\"%s\",\"concurrency\":%d,\"rate\":%.1f,"
+      "\"duration_s\":%.1f,\"requests_per_s\":%.1f,\"sentences_per_s\":%.1f,"
+      "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
+      "\"error_p50_ms\":%.3f,\"error_p99_ms\":%.3f,\"dropped\":%d,"
+      "\"codes\":{%s}}",
+      absl::GetFlag(FLAGS_label), open ? "open" : "closed",
+      absl::GetFlag(FLAGS_concurrency), absl::GetFlag(FLAGS_rate), seconds,
+      r.ok_latency_ms.size() / seconds, r.ok_sentences / seconds,
+      Percentile(r.ok_latency_ms, 0.5), Percentile(r.ok_latency_ms, 0.9),
+      Percentile(r.ok_latency_ms, 0.99), Percentile(r.ok_latency_ms, 0.999),
+      Percentile(r.error_latency_ms, 0.5), Percentile(r.error_latency_ms, 0.99),
+      static_cast<int>(r.dropped), codes);
+  std::printf("%s\n", json.c_str());
+  if (const std::string path = absl::GetFlag(FLAGS_out_json); !path.empty()) {
+    std::ofstream(path, std::ios::app) << json << "\n";
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_out_md); !path.empty()) {
+    std::ofstream(path, std::ios::app) << absl::StrFormat(
+        "| %s | %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+        absl::GetFlag(FLAGS_label), open ? "open" : "closed",
+        r.ok_latency_ms.size() / seconds, r.ok_sentences / seconds,
+        Percentile(r.ok_latency_ms, 0.5), Percentile(r.ok_latency_ms, 0.9),
+        Percentile(r.ok_latency_ms, 0.99), Percentile(r.ok_latency_ms, 0.999),
+        codes);
+  }
+  return 0;
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/python3
+"""Serving benchmark: the real server under load from bench/loadgen, on this
+machine's loopback, writing bench/results/serving.md (and .json).
+
+Model: a bidirectional LSTM (input 100, hidden 256, 1 layer) with random
+weights over a 20k-word vocabulary from WordNet, exported with
+tools/export_torch.py. Sentences: WordNet glosses (Debian wordnet-base).
+
+1. Throughput at concurrency 64, one ~16-token sentence per request, with
+   batching and with --max_batch_sentences=1.
+2. Latency against offered load, 10% to 100% of capacity, open loop.
+3. Overload at 2x capacity: goodput, p99 of accepted requests, how fast
+   refusals come back, server memory before and after.
+4. Overhead: end-to-end sentences/s against the model alone at batch 32.
+
+Usage: bench/serving.py [--quick] [--build build]
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def glosses():
+    out = []
+    with open("/usr/share/wordnet/data.noun", encoding="latin-1") as f:
+        for line in f:
+            if "|" in line and not line.startswith("  "):
+                g = line.split("|", 1)[1].split(";")[0].strip().strip('"')
+                if g:
+                    out.append(g.lower())
+    return out
+
+
+def make_model(out_dir, texts):
+    import torch
+    import export_torch
+    from torch_encoder import TorchEncoder
+    counts = {}
+    for t in texts:
+        for w in t.split():
+            counts[w] = counts.get(w, 0) + 1
+    vocab = ["<unk>"] + sorted(counts, key=lambda w: -counts[w])[:19999]
+    torch.manual_seed(3)
+    tower = {"embedding": {"kind": "table", "tensor": "embed.weight",
+                           "vocab": "vocab.txt", "unk_token": "<unk>"},
+             "encoder": [{"kind": "lstm", "prefix": "rnn", "input_size": 100,
+                          "hidden_size": 256, "num_layers": 1,
+                          "bidirectional": True}],
+             "pooling": "mean"}
+    enc = TorchEncoder(tower, vocab=vocab, embedding_dim=100)
+    export_torch.export_model(out_dir, dict(tower, name="bilstm-bench",
+                                            max_tokens=128),
+                              enc.state_dict(), vocab=vocab)
+
+
+class Server:
+    def __init__(self, build, model_dir, *flags):
+        self.port, self.mport = free_port(), free_port()
+        self.proc = subprocess.Popen(
+            [os.path.join(build, "server", "ctxembed-server"),
+             "--model_dir=" + model_dir,
+             "--grpc_address=127.0.0.1:%d" % self.port,
+             "--metrics_address=127.0.0.1:%d" % self.mport] + list(flags),
+            stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
+            if "ready:" in line:
+                break
+        else:
+            raise RuntimeError("server did not start")
+
+    def metrics(self):
+        url = "http://127.0.0.1:%d/metrics" % self.mport
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
+
+    def rss_mb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def metric(text, name):
+    m = re.search(r"^%s(\{[^}]*\})? ([0-9.e+-]+)$" % re.escape(name), text, re.M)
+    return float(m.group(2)) if m else 0.0
+
+
+def loadgen(build, server, sentences, label, **kw):
+    args = [os.path.join(build, "bench", "loadgen"),
+            "--target=127.0.0.1:%d" % server.port, "--sentences=" + sentences,
+            "--label=" + label]
+    args += ["--%s=%s" % (k, v) for k, v in kw.items()]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mean_batch(before, after):
+    s = metric(after, "ctxembed_batch_size_sum") - metric(before, "ctxembed_batch_size_sum")
+    c = metric(after, "ctxembed_batch_size_count") - metric(before, "ctxembed_batch_size_count")
+    return s / c if c else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    args = ap.parse_args()
+    dur = 3 if args.quick else 8
+    texts = glosses()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = os.path.join(tmp, "model")
+        make_model(model_dir, texts)
+        near16 = os.path.join(tmp, "near16.txt")
+        mixed = os.path.join(tmp, "mixed.txt")
+        with open(near16, "w") as f:
+            f.write("\n".join(t for t in texts if 14 <= len(t.split()) <= 18) + "\n")
+        with open(mixed, "w") as f:
+            f.write("\n".join(texts[:20000]) + "\n")
+
+        # 1. Batching on / off at concurrency 64.
+        for name, flags in (("batching", []),
+                            ("no batching", ["--max_batch_sentences=1"])):
+            srv = Server(args.build, model_dir, *flags)
+            before = srv.metrics()
+            r = loadgen(args.build, srv, near16, name, mode="closed",
+                        concurrency=64, duration_s=dur)
+            r["mean_batch"] = mean_batch(before, srv.metrics())
+            results["1 " + name] = r
+            srv.stop()
+        capacity = results["1 batching"]["requests_per_s"]
+
+        # 2. Latency against offered load (open loop), and 3. overload.
+        srv = Server(args.build, model_dir, "--max_queue_sentences=256")
+        for pct in (10, 25, 50, 75, 90, 100):
+            results["2 %d%%" % pct] = loadgen(
+                args.build, srv, near16, "%d%% load" % pct, mode="open",
+                rate=capacity * pct / 100.0, duration_s=dur)
+        srv.stop()
+        srv = Server(args.build, model_dir, "--max_queue_sentences=256")
+        loadgen(args.build, srv, near16, "warm", mode="closed", concurrency=64,
+                duration_s=2)
+        rss0 = srv.rss_mb()
+        before = srv.metrics()
+        r = loadgen(args.build, srv, near16, "2x overload", mode="open",
+                    rate=2 * capacity, duration_s=dur, deadline_ms=1000)
+        after = srv.metrics()
+        r["rss_before_mb"], r["rss_after_mb"] = rss0, srv.rss_mb()
+        r["mean_batch"] = mean_batch(before, after)
+        r["queue_budget_ms"] = 256.0 / capacity * 1000.0 + 1000.0 / capacity * 32
+        r["rejected_overloaded"] = metric(after, 'ctxembed_rejected_total{model="bilstm-bench",reason="overloaded"}')
+        results["3 overload"] = r
+        srv.stop()
+
+        # 4. The model alone at the batch size the server ran.
+        timer = subprocess.run(
+            [os.path.join(args.build, "bench", "encoder_timer"),
+             "--model_dir=" + model_dir, "--batch=32", "--tokens=16",
+             "--min_seconds=%d" % (1 if args.quick else 3)],
+            capture_output=True, text=True, check=True)
+        results["4 model only"] = json.loads(timer.stdout)
+    write(results, capacity, args)
+
+
+def write(results, capacity, args):
+    out = os.path.join(ROOT, "bench", "results")
+    with open(os.path.join(out, "serving.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    on, off = results["1 batching"], results["1 no batching"]
+    ov = results["3 overload"]
+    model = results["4 model only"]
+    lines = [
+        "# Serving under load",
+        "",
+        "`bench/serving.py%s` on %s: the real `ctxembed-server` (bi-LSTM, "
+        "input 100, hidden 256, random weights, 20k-word table) driven by "
+        "`bench/loadgen` over loopback on the same 2-core machine (the load "
+        "generator takes CPU from the server too). One sentence of 14-18 "
+        "tokens (WordNet glosses) per request. Default batching flags "
+        "(max_batch_sentences 32, max_batch_tokens 4096, "
+        "max_queue_delay_micros 2000, one worker per core)."
+        % (" --quick" if args.quick else "", time.strftime("%Y-%m-%d")),
+        "",
+        "## 1. Batching at concurrency 64 (closed loop)",
+        "",
+        "| run | requests/s | mean batch | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        "| batching | %.0f | %.1f | %.2f | %.2f |" % (on["requests_per_s"], on["mean_batch"], on["p50_ms"], on["p99_ms"]),
+        "| max_batch_sentences=1 | %.0f | %.1f | %.2f | %.2f |" % (off["requests_per_s"], off["mean_batch"], off["p50_ms"], off["p99_ms"]),
+        "",
+        "Batching serves **%.1fx** the unbatched throughput." % (on["requests_per_s"] / max(off["requests_per_s"], 1e-9)),
+        "",
+        "## 2. Latency against offered load (open loop, Poisson arrivals)",
+        "",
+        "Capacity = the batching throughput above, %.0f requests/s." % capacity,
+        "",
+        "| offered | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | codes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pct in (10, 25, 50, 75, 90, 100):
+        r = results["2 %d%%" % pct]
+        lines.append("| %d%% (%.0f/s) | %.0f | %.2f | %.2f | %.2f | %.2f | %s |" % (
+            pct, r["rate"], r["requests_per_s"], r["p50_ms"], r["p90_ms"],
+            r["p99_ms"], r["p999_ms"], json.dumps(r["codes"])))
+    good = ov["sentences_per_s"]
+    lines += [
+        "",
+        "## 3. Overload at 2x capacity (open loop, %.0f requests/s offered, "
+        "max_queue_sentences 256, 1 s deadlines)" % ov["rate"],
+        "",
+        "- goodput: %.0f sentences/s = **%.0f%%** of capacity (target >= 90%%)"
+        % (good, 100 * good / capacity),
+        "- accepted requests: p50 %.2f ms, p99 %.2f ms (queue budget: 256 "
+        "queued sentences at capacity = %.0f ms)" % (ov["p50_ms"], ov["p99_ms"], 256.0 / capacity * 1000),
+        "- refusals: %s; refused calls return in p50 %.3f ms, p99 %.3f ms (target < 1 ms)"
+        % (json.dumps(ov["codes"]), ov["error_p50_ms"], ov["error_p99_ms"]),
+        "- mean batch %.1f; server RSS %.0f MB before, %.0f MB after" % (
+            ov["mean_batch"], ov["rss_before_mb"], ov["rss_after_mb"]),
+        "",
+        "## 4. Overhead",
+        "",
+        "- model alone (`encoder_timer`, batch 32, 16 tokens): %.0f sentences/s"
+        % model["sentences_per_s"],
+        "- end to end (run 1, mean batch %.1f): %.0f sentences/s = **%.0f%%** "
+        "of the model alone (target >= 80%%)" % (
+            on["mean_batch"], on["sentences_per_s"],
+            100 * on["sentences_per_s"] / model["sentences_per_s"]),
+    ]
+    with open(os.path.join(out, "serving.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
