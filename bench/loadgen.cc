@@ -66,13 +66,14 @@ bool IsLoopback(const std::string& target) {
 // Results of all calls, guarded by one mutex (calls finish on gRPC threads).
 struct Recorder {
   std::mutex mu;
-  std::vector<double> ok_latency_ms;
-  std::vector<double> error_latency_ms;
+  std::vector<double> ok_latency_ms;     // from the scheduled send time
+  std::vector<double> error_latency_ms;  // from the scheduled send time
+  std::vector<double> error_sent_ms;     // from the actual send: server speed
   std::map<std::string, int64_t> codes;
   int64_t ok_sentences = 0;
   int64_t dropped = 0;  // open loop: not sent, max_outstanding reached
 
-  void Add(const grpc::Status& s, double ms, int sentences) {
+  void Add(const grpc::Status& s, double ms, double sent_ms, int sentences) {
     std::lock_guard<std::mutex> lock(mu);
     static const char* kNames[] = {
         "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
@@ -86,6 +87,7 @@ struct Recorder {
       ok_sentences += sentences;
     } else {
       error_latency_ms.push_back(ms);
+      error_sent_ms.push_back(sent_ms);
     }
   }
 };
@@ -123,14 +125,20 @@ class Load {
                              std::chrono::milliseconds(ms));
     }
     outstanding_++;
+    const auto sent = Clock::now();
     stub_->async()->Embed(&call->ctx, &call->req, &call->resp,
-                          [this, call, scheduled, counted, k,
+                          [this, call, scheduled, sent, counted, k,
                            done = std::move(done)](grpc::Status s) {
+                            const auto now = Clock::now();
                             const double ms =
                                 std::chrono::duration<double, std::milli>(
-                                    Clock::now() - scheduled)
+                                    now - scheduled)
                                     .count();
-                            if (counted) recorder.Add(s, ms, k);
+                            const double sent_ms =
+                                std::chrono::duration<double, std::milli>(
+                                    now - sent)
+                                    .count();
+                            if (counted) recorder.Add(s, ms, sent_ms, k);
                             delete call;
                             outstanding_--;
                             done();
@@ -230,7 +238,8 @@ int main(int argc, char** argv) {
       "{\"label\":\"%s\",\"mode\":\"%s\",\"concurrency\":%d,\"rate\":%.1f,"
       "\"duration_s\":%.1f,\"requests_per_s\":%.1f,\"sentences_per_s\":%.1f,"
       "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
-      "\"error_p50_ms\":%.3f,\"error_p99_ms\":%.3f,\"dropped\":%d,"
+      "\"error_p50_ms\":%.3f,\"error_p99_ms\":%.3f,"
+      "\"error_sent_p50_ms\":%.3f,\"error_sent_p99_ms\":%.3f,\"dropped\":%d,"
       "\"codes\":{%s}}",
       absl::GetFlag(FLAGS_label), open ? "open" : "closed",
       absl::GetFlag(FLAGS_concurrency), absl::GetFlag(FLAGS_rate), seconds,
@@ -238,6 +247,7 @@ int main(int argc, char** argv) {
       Percentile(r.ok_latency_ms, 0.5), Percentile(r.ok_latency_ms, 0.9),
       Percentile(r.ok_latency_ms, 0.99), Percentile(r.ok_latency_ms, 0.999),
       Percentile(r.error_latency_ms, 0.5), Percentile(r.error_latency_ms, 0.99),
+      Percentile(r.error_sent_ms, 0.5), Percentile(r.error_sent_ms, 0.99),
       static_cast<int>(r.dropped), codes);
   std::printf("%s\n", json.c_str());
   if (const std::string path = absl::GetFlag(FLAGS_out_json); !path.empty()) {
