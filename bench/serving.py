@@ -252,6 +252,7 @@ def write(results, capacity, args):
                 ov["mean_batch"], ov["rss_before_mb"], ov["rss_after_mb"]),
             "",
         ]
+    lines += [
         "## 4. Overhead",
         "",
         "- model alone (`encoder_timer`, batch 32, 16 tokens): %.0f sentences/s"

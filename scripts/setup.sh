@@ -16,8 +16,11 @@ packages=(
   # tests, tools and the default model
   python3 python3-grpcio python3-protobuf python3-numpy python3-fasttext
   python3-torch libopenblas0-pthread grpc-proto fasttext wordnet-base
-  prometheus curl
+  prometheus curl yamllint
 )
+# Node.js validates the Kubernetes manifests (npm package kubernetes-models);
+# a machine that already has node (and npm) keeps its own.
+command -v npm > /dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,6 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
     --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -d deploy/validate/node_modules ]; then
+  (cd deploy/validate && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 export CCACHE_BASEDIR="$PWD"

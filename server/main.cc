@@ -8,12 +8,17 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -45,12 +50,36 @@ ABSL_FLAG(int, num_batch_workers, 0,
           "threads running batches per model; 0: one per core");
 ABSL_FLAG(int, max_stream_inflight, 8,
           "requests one EmbedStream may have unanswered");
+ABSL_FLAG(int64_t, max_connection_age_ms, 0,
+          "close client connections after this long so clients spread over "
+          "new replicas; 0: never");
+ABSL_FLAG(int64_t, max_connection_age_grace_ms, 20000,
+          "time calls in flight get when a connection is closed for age");
 
 namespace {
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "ctxembed-server: error: %s\n", message.c_str());
   return 1;
+}
+
+// Every flag of this file may also come from the environment as
+// CTXEMBED_<FLAG NAME IN CAPITALS> (e.g. CTXEMBED_MODEL_DIR). Runs before the
+// command line is parsed, so the command line wins. Returns an error naming
+// the variable if a value does not parse.
+absl::Status ApplyEnvironment() {
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::StrContains(flag->Filename(), "server/main.cc")) continue;
+    const std::string var = "CTXEMBED_" + absl::AsciiStrToUpper(name);
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr) continue;
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(var, "=", value, ": ", error));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Blocks the shutdown signals in this thread and every thread it starts, so
@@ -70,6 +99,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "serves contextual text embeddings over gRPC.\n"
       "  ctxembed-server --model_dir=DIR [--grpc_address=127.0.0.1:50051]");
+  if (absl::Status env = ApplyEnvironment(); !env.ok()) {
+    return Fail(std::string(env.message()));
+  }
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = BlockShutdownSignals();
 
@@ -89,6 +121,9 @@ int main(int argc, char** argv) {
   options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
   options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
   options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
+  options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
+  options.max_connection_age_grace_ms =
+      absl::GetFlag(FLAGS_max_connection_age_grace_ms);
 
   auto server = ctxembed::EmbeddingServer::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));

@@ -82,6 +82,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                       .Name("ctxembed_queue_depth")
                       .Help("Sentences waiting for a batch.")
                       .Register(*registry);
+  queue_capacity_ = &prometheus::BuildGauge()
+                         .Name("ctxembed_queue_capacity")
+                         .Help("Most sentences that may wait for a batch "
+                               "(max_queue_sentences).")
+                         .Register(*registry);
   rejected_ = &prometheus::BuildCounter()
                    .Name("ctxembed_rejected_total")
                    .Help("Requests refused or dropped, by reason "
@@ -167,6 +172,10 @@ void ServerMetrics::RecordTokens(const std::string& model, int64_t tokens) {
 void ServerMetrics::RecordRejected(const std::string& model,
                                    const char* reason) {
   rejected_->Add({{"model", model}, {"reason", reason}}).Increment();
+}
+
+void ServerMetrics::SetQueueCapacity(const std::string& model, int sentences) {
+  queue_capacity_->Add({{"model", model}}).Set(sentences);
 }
 
 BatchObserver* ServerMetrics::ForModel(const std::string& model) {

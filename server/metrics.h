@@ -42,6 +42,7 @@ const char* MethodName(Method method);
 //   ctxembed_batch_tokens{model}                   histogram, padded tokens
 //   ctxembed_padding_ratio{model}                  histogram, 1 - real/padded
 //   ctxembed_queue_depth{model}                    gauge, sentences waiting
+//   ctxembed_queue_capacity{model}                 gauge, max_queue_sentences
 //   ctxembed_rejected_total{model,reason}          counter: overloaded,
 //                                                  deadline, cancelled,
 //                                                  invalid, unavailable
@@ -58,6 +59,8 @@ class ServerMetrics {
   void RecordTokens(const std::string& model, int64_t tokens);
   // A request refused or dropped, by reason (see the list above).
   void RecordRejected(const std::string& model, const char* reason);
+  // Publishes the queue bound of `model`'s batcher.
+  void SetQueueCapacity(const std::string& model, int sentences);
   // The batch observer of `model`, owned by this object.
   BatchObserver* ForModel(const std::string& model);
   void AddInflight(double delta) { inflight_->Increment(delta); }
@@ -111,6 +114,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>* batch_tokens_;
   prometheus::Family<prometheus::Histogram>* padding_ratio_;
   prometheus::Family<prometheus::Gauge>* queue_depth_;
+  prometheus::Family<prometheus::Gauge>* queue_capacity_;
   prometheus::Family<prometheus::Counter>* rejected_;
   prometheus::Gauge* inflight_;
   std::array<prometheus::Counter*, kNumMethods> ok_requests_;

@@ -71,6 +71,16 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
   builder.AddListeningPort(options.grpc_address,
                            grpc::InsecureServerCredentials(), &s->grpc_port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // Behind a Service, long-lived HTTP/2 connections pin clients to pods;
+  // closing them after a while (with a grace for calls in flight) makes
+  // clients reconnect and spread over new pods.
+  if (options.max_connection_age_ms > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(options.max_connection_age_ms));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(options.max_connection_age_grace_ms));
+  }
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&s->service_);
   s->server_ = builder.BuildAndStart();
@@ -97,6 +107,7 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
         std::unique_ptr<Batcher> created,
         Batcher::Create(b, metrics_.ForModel(model->name())));
     batcher = std::move(created);
+    metrics_.SetQueueCapacity(model->name(), b.queue.max_queue_sentences);
   }
   CTXEMBED_RETURN_IF_ERROR(models_.Add(model, batcher));
   // Warm-up: one pass through every code path a request takes.

@@ -44,6 +44,11 @@ class EmbeddingServer {
     int num_batch_workers = 0;
     // Requests one EmbedStream may have unanswered at once.
     int max_stream_inflight = 8;
+    // Close each client connection after this long (0: never), so clients
+    // of a Kubernetes Service reconnect and spread over new pods; calls in
+    // flight get max_connection_age_grace_ms to finish.
+    int64_t max_connection_age_ms = 0;
+    int64_t max_connection_age_grace_ms = 20000;
   };
 
   // Binds the ports and starts serving with health NOT_SERVING (calls get

@@ -62,11 +62,14 @@ from std_reflection import reflection_pb2, reflection_pb2_grpc  # noqa: E402,F40
 class Server:
     """ctxembed-server on 127.0.0.1 with free ports; stops on close()."""
 
-    def __init__(self, model_dirs, *extra_flags, metrics=True, wait=True):
-        args = [SERVER, "--model_dir=" + ",".join(model_dirs),
-                "--grpc_address=127.0.0.1:0",
+    def __init__(self, model_dirs, *extra_flags, metrics=True, wait=True,
+                 env=None):
+        """`model_dirs` may be empty when `env` sets CTXEMBED_MODEL_DIR."""
+        args = [SERVER, "--grpc_address=127.0.0.1:0",
                 "--metrics_address=" + ("127.0.0.1:0" if metrics else "")]
-        self.proc = subprocess.Popen(args + list(extra_flags),
+        if model_dirs:
+            args.append("--model_dir=" + ",".join(model_dirs))
+        self.proc = subprocess.Popen(args + list(extra_flags), env=env,
                                      stderr=subprocess.PIPE, text=True)
         self.log = []
         self.grpc_port = self.metrics_port = None
