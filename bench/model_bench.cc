@@ -2,8 +2,8 @@
 // vocabulary, with n-grams) and whole-sentence embedding.
 //
 //   build/bench/model_bench [--benchmark_min_time=0.1]
-// Model: $CTXEMBED_BENCH_MODEL, else var/models/ft-small (scripts/run.sh
-// trains it), else the golden sg_d8 model.
+// Model: $CTXEMBED_BENCH_MODEL, else the default model (models/default),
+// else the golden sg_d8 model.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -18,8 +18,8 @@ namespace {
 std::string ModelDir() {
   if (const char* dir = std::getenv("CTXEMBED_BENCH_MODEL")) return dir;
   struct stat st;
-  if (stat(CTXEMBED_SOURCE_DIR "/var/models/ft-small/config.json", &st) == 0) {
-    return CTXEMBED_SOURCE_DIR "/var/models/ft-small";
+  if (stat(CTXEMBED_SOURCE_DIR "/models/default/config.json", &st) == 0) {
+    return CTXEMBED_SOURCE_DIR "/models/default";
   }
   return CTXEMBED_SOURCE_DIR "/tests/golden/models/sg_d8";
 }

@@ -101,23 +101,16 @@ def cos(a, b):
 def word_similarity(client, model):
     shared = os.path.join(ROOT, "..", "shared", "data", "eval")
     sets = {}
-    rows = []
-    with open(os.path.join(shared, "wordsim353.tsv")) as f:
-        for line in f:
-            p = line.strip().split("\t")
-            if len(p) >= 3 and not line.startswith("#"):
-                try:
-                    rows.append((p[0].lower(), p[1].lower(), float(p[2])))
-                except ValueError:
-                    pass
-    sets["wordsim353"] = rows
-    rows = []
-    with open(os.path.join(shared, "simlex999.txt")) as f:
-        next(f)
-        for line in f:
-            p = line.split("\t")
-            rows.append((p[0].lower(), p[1].lower(), float(p[3])))
-    sets["simlex999"] = rows
+    for name, file in (("wordsim353", "wordsim353.tsv"),
+                       ("simlex999", "simlex999.txt")):
+        rows = []
+        with open(os.path.join(shared, file)) as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if line.startswith("#") or len(p) < 3:
+                    continue
+                rows.append((p[0].lower(), p[1].lower(), float(p[2])))
+        sets[name] = rows
     result = {}
     for name, pairs in sets.items():
         words = sorted({w for a, b, _ in pairs for w in (a, b)})

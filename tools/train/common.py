@@ -100,6 +100,34 @@ class Timer:
         return self.elapsed() >= self.limit
 
 
+def train(sentences, batch_size, seed, minutes, params, loss_fn, log_path):
+    """Adam over `params`, minimising loss_fn(batch of sentences), batch after
+    length-bucketed batch, epoch after epoch, until `minutes` have passed.
+    Logs every 200 steps to `log_path`; returns a summary dict."""
+    opt = torch.optim.Adam(params, lr=2e-3)
+    rng = random.Random(seed)
+    timer = Timer(minutes)
+    step, epoch, loss = 0, 0, float("nan")
+    while not timer.done():
+        for batch in batches(sentences, batch_size, rng):
+            loss = loss_fn(batch)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            if step % 200 == 0:
+                write_log(log_path, {"step": step, "epoch": epoch,
+                                     "loss": float(loss),
+                                     "minutes": timer.elapsed() / 60})
+            if timer.done():
+                break
+        epoch += 1
+    return {"minutes": timer.elapsed() / 60, "steps": step, "epochs": epoch,
+            "sentences": len(sentences), "final_loss": float(loss),
+            "batch": batch_size, "seed": seed}
+
+
 def write_log(path, record):
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -54,7 +53,6 @@ def main():
     rnn = enc.rnns[0][0]
     softmax = common.SampledSoftmax(len(out_words), args.hidden, freq)
     params = list(rnn.parameters()) + list(softmax.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3)
     cache = {}
 
     def vectors(tokens):
@@ -63,48 +61,32 @@ def main():
                 cache[t] = torch.from_numpy(ft.get_word_vector(t).copy())
         return torch.stack([cache[t] for t in tokens])
 
-    timer = common.Timer(args.minutes)
-    log = os.path.join(args.out + ".log.jsonl")
-    step, epoch = 0, 0
-    rng = random.Random(args.seed)
-    while not timer.done():
-        for batch in common.batches(sentences, args.batch, rng):
-            lengths = torch.tensor([len(s) for s in batch])
-            x = torch.nn.utils.rnn.pad_sequence([vectors(s) for s in batch],
-                                                batch_first=True)
-            out, _ = rnn(pack_padded_sequence(x, lengths, batch_first=True,
-                                              enforce_sorted=False))
-            out, _ = pad_packed_sequence(out, batch_first=True)
-            fwd, bwd = out[..., :args.hidden], out[..., args.hidden:]
-            hs, ts = [], []
-            for i, s in enumerate(batch):
-                ids = torch.tensor([out_id.get(t, 0) for t in s])
-                n = len(s)
-                hs += [fwd[i, :n - 1], bwd[i, 1:n]]
-                ts += [ids[1:], ids[:n - 1]]
-            loss = softmax(torch.cat(hs), torch.cat(ts))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            if step % 200 == 0:
-                common.write_log(log, {"step": step, "epoch": epoch,
-                                       "loss": float(loss),
-                                       "minutes": timer.elapsed() / 60})
-            if timer.done():
-                break
-        epoch += 1
+    def loss_fn(batch):
+        lengths = torch.tensor([len(s) for s in batch])
+        x = torch.nn.utils.rnn.pad_sequence([vectors(s) for s in batch],
+                                            batch_first=True)
+        out, _ = rnn(pack_padded_sequence(x, lengths, batch_first=True,
+                                          enforce_sorted=False))
+        out, _ = pad_packed_sequence(out, batch_first=True)
+        fwd, bwd = out[..., :args.hidden], out[..., args.hidden:]
+        hs, ts = [], []
+        for i, s in enumerate(batch):
+            ids = torch.tensor([out_id.get(t, 0) for t in s])
+            n = len(s)
+            # Forward state at t predicts t+1; backward state at t, t-1.
+            hs += [fwd[i, :n - 1], bwd[i, 1:n]]
+            ts += [ids[1:], ids[:n - 1]]
+        return softmax(torch.cat(hs), torch.cat(ts))
+
+    summary = common.train(sentences, args.batch, args.seed, args.minutes,
+                           params, loss_fn, args.out + ".log.jsonl")
     os.makedirs(args.out, exist_ok=True)
     common.slim_fasttext(args.fasttext_bin, os.path.join(args.out, "vectors.bin"))
     export_torch.export_model(args.out, config, enc.state_dict(), dtype="f16")
+    summary["hidden"] = args.hidden
     with open(os.path.join(args.out, "training.json"), "w") as f:
-        json.dump({"minutes": timer.elapsed() / 60, "steps": step,
-                   "epochs": epoch, "sentences": len(sentences),
-                   "final_loss": float(loss), "hidden": args.hidden,
-                   "batch": args.batch, "seed": args.seed}, f, indent=1)
-    print("encoder 1 exported to %s after %.1f min, %d steps" % (
-        args.out, timer.elapsed() / 60, step))
+        json.dump(summary, f, indent=1)
+    print("encoder 1 exported to %s: %s" % (args.out, json.dumps(summary)))
 
 
 if __name__ == "__main__":

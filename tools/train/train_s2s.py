@@ -72,49 +72,32 @@ def main():
     params = (list(enc.parameters()) + list(dec_embed.parameters()) +
               list(init.parameters()) + list(decoder.parameters()) +
               list(softmax.parameters()))
-    opt = torch.optim.Adam(params, lr=2e-3)
     rng = random.Random(args.seed)
-    timer = common.Timer(args.minutes)
-    log = args.out + ".log.jsonl"
-    step, epoch = 0, 0
-    while not timer.done():
-        for batch in common.batches(sentences, args.batch, rng):
-            inputs = [noisy(s, rng) for s in batch]
-            _, pooled = enc.encode(inputs)
-            state = torch.tanh(init(pooled)).view(len(batch), 2, h)
-            h0 = state[:, 0].unsqueeze(0).contiguous()
-            c0 = state[:, 1].unsqueeze(0).contiguous()
-            targets = [torch.tensor([ids.get(t, 0) for t in s]) for s in batch]
-            dec_in = [torch.cat([torch.tensor([bos]), t[:-1]]) for t in targets]
-            lengths = torch.tensor([len(t) for t in targets])
-            x = dec_embed(nn.utils.rnn.pad_sequence(dec_in, batch_first=True))
-            out, _ = decoder(pack_padded_sequence(x, lengths, batch_first=True,
-                                                  enforce_sorted=False), (h0, c0))
-            out, _ = pad_packed_sequence(out, batch_first=True)
-            hs = torch.cat([out[i, :len(t)] for i, t in enumerate(targets)])
-            loss = softmax(hs, torch.cat(targets))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            if step % 200 == 0:
-                common.write_log(log, {"step": step, "epoch": epoch,
-                                       "loss": float(loss),
-                                       "minutes": timer.elapsed() / 60})
-            if timer.done():
-                break
-        epoch += 1
+
+    def loss_fn(batch):
+        inputs = [noisy(s, rng) for s in batch]
+        _, pooled = enc.encode(inputs)
+        state = torch.tanh(init(pooled)).view(len(batch), 2, h)
+        h0 = state[:, 0].unsqueeze(0).contiguous()
+        c0 = state[:, 1].unsqueeze(0).contiguous()
+        targets = [torch.tensor([ids.get(t, 0) for t in s]) for s in batch]
+        dec_in = [torch.cat([torch.tensor([bos]), t[:-1]]) for t in targets]
+        lengths = torch.tensor([len(t) for t in targets])
+        x = dec_embed(nn.utils.rnn.pad_sequence(dec_in, batch_first=True))
+        out, _ = decoder(pack_padded_sequence(x, lengths, batch_first=True,
+                                              enforce_sorted=False), (h0, c0))
+        out, _ = pad_packed_sequence(out, batch_first=True)
+        hs = torch.cat([out[i, :len(t)] for i, t in enumerate(targets)])
+        return softmax(hs, torch.cat(targets))
+
+    summary = common.train(sentences, args.batch, args.seed, args.minutes,
+                           params, loss_fn, args.out + ".log.jsonl")
     export_torch.export_model(args.out, config, enc.state_dict(), vocab=vocab,
                               dtype="f16")
+    summary.update(dim=args.dim, hidden=h)
     with open(os.path.join(args.out, "training.json"), "w") as f:
-        json.dump({"minutes": timer.elapsed() / 60, "steps": step,
-                   "epochs": epoch, "sentences": len(sentences),
-                   "final_loss": float(loss), "dim": args.dim,
-                   "hidden": h, "batch": args.batch, "seed": args.seed},
-                  f, indent=1)
-    print("encoder 2 exported to %s after %.1f min, %d steps" % (
-        args.out, timer.elapsed() / 60, step))
+        json.dump(summary, f, indent=1)
+    print("encoder 2 exported to %s: %s" % (args.out, json.dumps(summary)))
 
 
 if __name__ == "__main__":
