@@ -38,18 +38,18 @@ const Model& TheModel() {
 
 void BM_LookupInVocabulary(benchmark::State& state) {
   const Model& m = TheModel();
-  std::vector<float> out(m.dim());
+  std::vector<float> out(m.word_vectors().dim());
   for (auto _ : state) {
     m.word_vectors().Lookup("definition", out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(absl::StrCat("dim ", m.dim()));
+  state.SetLabel(absl::StrCat("dim ", m.word_vectors().dim()));
 }
 BENCHMARK(BM_LookupInVocabulary);
 
 void BM_LookupOutOfVocabulary(benchmark::State& state) {
   const Model& m = TheModel();
-  std::vector<float> out(m.dim());
+  std::vector<float> out(m.word_vectors().dim());
   for (auto _ : state) {
     m.word_vectors().Lookup("unfathomablenessful", out.data());
     benchmark::DoNotOptimize(out.data());
@@ -57,7 +57,7 @@ void BM_LookupOutOfVocabulary(benchmark::State& state) {
 }
 BENCHMARK(BM_LookupOutOfVocabulary);
 
-// A 16-token sentence: tokenize, look up, fastText pooling.
+// A 16-token sentence: tokenize, look up, encode, pool (the model's own).
 void BM_EmbedSentence16(benchmark::State& state) {
   const Model& m = TheModel();
   const std::string text =
@@ -68,7 +68,7 @@ void BM_EmbedSentence16(benchmark::State& state) {
   Eigen::MatrixXf pooled;
   for (auto _ : state) {
     m.tokenizer().Tokenize(text, &sentences[0]);
-    m.tower(0).Embed(sentences, Pooling::kFastText, scratch, &pooled);
+    m.tower(0).Embed(sentences, m.pooling(), scratch, &pooled);
     benchmark::DoNotOptimize(pooled.data());
   }
   state.SetItemsProcessed(state.iterations());
