@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
   const BatchQueue::Options& q = options.queue;
   if (q.max_batch_sentences < 1 || q.max_batch_tokens < 1 ||
       q.max_queue_delay_micros < 0 || q.max_queue_sentences < 1 ||
-      options.num_workers < 0) {
+      options.num_workers < 0 || options.max_queue_wait_micros < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "batcher options must be positive: max_batch_sentences ",
         q.max_batch_sentences, ", max_batch_tokens ", q.max_batch_tokens,
@@ -74,30 +74,53 @@ Batcher::Batcher(const Options& options, BatchObserver* observer)
 
 Batcher::~Batcher() { Shutdown(0); }
 
+double Batcher::EstimatedWaitLocked(int sentences) const {
+  return seconds_per_sentence_ * (queue_.size() + sentences) /
+         static_cast<double>(workers_.size());
+}
+
+double Batcher::EstimatedWaitSeconds(int sentences) const {
+  absl::MutexLock lock(&mu_);
+  return EstimatedWaitLocked(sentences);
+}
+
+absl::Status Batcher::CheckAdmission(const BatchJob& job, int64_t now,
+                                     const char** reason) const {
+  if (stopping_) {
+    *reason = "unavailable";
+    return absl::UnavailableError("the server is shutting down");
+  }
+  const double wait = EstimatedWaitLocked(job.size());
+  if (options_.admit_by_deadline && wait > 0 &&
+      job.deadline_micros() != BatchJob::kNoDeadline) {
+    const double left = Seconds(job.deadline_micros() - now);
+    if (left < wait) {
+      *reason = "deadline";
+      return absl::DeadlineExceededError(absl::StrCat(
+          "deadline cannot be met: ", static_cast<int>(left * 1e3),
+          " ms left, about ", static_cast<int>(wait * 1e3),
+          " ms of work is queued ahead (", queue_.size(), " sentences)"));
+    }
+  }
+  if (options_.max_queue_wait_micros > 0 &&
+      wait > Seconds(options_.max_queue_wait_micros)) {
+    *reason = "overloaded";
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "server overloaded: this request would wait about ",
+        static_cast<int>(wait * 1e3), " ms; max_queue_wait_micros is ",
+        options_.max_queue_wait_micros, " (retry with backoff)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Batcher::Submit(std::shared_ptr<BatchJob> job) {
   const int64_t now = clock_->NowMicros();
+  const char* reason = "overloaded";
   absl::Status status;
   int depth = 0;
-  const char* reason = "overloaded";
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      status = absl::UnavailableError("the server is shutting down");
-      reason = "unavailable";
-    } else if (options_.admit_by_deadline && seconds_per_sentence_ > 0 &&
-               job->deadline_micros() != BatchJob::kNoDeadline) {
-      const int workers = static_cast<int>(workers_.size());
-      const double wait = seconds_per_sentence_ *
-                          (queue_.size() + job->size()) / workers;
-      const double left = Seconds(job->deadline_micros() - now);
-      if (left < wait) {
-        status = absl::DeadlineExceededError(absl::StrCat(
-            "deadline cannot be met: ", static_cast<int>(left * 1e3),
-            " ms left, about ", static_cast<int>(wait * 1e3),
-            " ms of work is queued ahead (", queue_.size(), " sentences)"));
-        reason = "deadline";
-      }
-    }
+    status = CheckAdmission(*job, now, &reason);
     if (status.ok()) status = queue_.Add(job, now);
     depth = queue_.size();
     if (status.ok()) work_.Signal();
@@ -221,7 +244,7 @@ int Batcher::queue_depth() const {
   return queue_.size();
 }
 
-double Batcher::seconds_per_sentence() const {
+double Batcher::seconds_per_sentence() const {  // for tests and reports
   absl::MutexLock lock(&mu_);
   return seconds_per_sentence_;
 }

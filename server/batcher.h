@@ -57,6 +57,10 @@ class Batcher {
     // Refuse at admission a job whose deadline is sooner than the measured
     // time to work through the queue ahead of it.
     bool admit_by_deadline = true;
+    // Refuse at admission (RESOURCE_EXHAUSTED) a job that would wait longer
+    // than this, by the measured time per sentence; bounds the latency of
+    // accepted work under overload. 0: only max_queue_sentences bounds it.
+    int64_t max_queue_wait_micros = 0;
     // Time source; null means the steady clock.
     const Clock* clock = nullptr;
   };
@@ -68,6 +72,9 @@ class Batcher {
   ~Batcher();  // Shutdown(0) if not shut down yet
 
   absl::Status Submit(std::shared_ptr<BatchJob> job);
+  // The estimated wait of `sentences` more sentences behind the queue, by
+  // the measured time per sentence (0 until a batch has run).
+  double EstimatedWaitSeconds(int sentences) const;
   // Drops the job's waiting sentences and fails it with CANCELLED (a no-op
   // if it has finished).
   void Cancel(const std::shared_ptr<BatchJob>& job);
@@ -87,6 +94,12 @@ class Batcher {
   std::optional<Batch> NextBatch();
   void FailAll(std::vector<std::shared_ptr<BatchJob>> jobs,
                const absl::Status& status, const char* reason);
+  // Why `job` may not enter the queue now (OK if it may).
+  absl::Status CheckAdmission(const BatchJob& job, int64_t now,
+                              const char** reason) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  double EstimatedWaitLocked(int sentences) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const Options options_;

@@ -180,6 +180,23 @@ TEST_F(BatcherTest, RefusesWhatCannotFitOrCannotMeetItsDeadline) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("deadline cannot be met"));
 }
 
+TEST_F(BatcherTest, AQueueWaitBudgetRefusesWhatWouldWaitTooLong) {
+  auto batcher = Batcher::Create(
+      {.queue = {.max_batch_sentences = 1}, .num_workers = 1,
+       .max_queue_wait_micros = 1},
+      &observer_);
+  ASSERT_TRUE(batcher.ok());
+  Outcome first;  // measures the time per sentence
+  ASSERT_TRUE((*batcher)->Submit(Job({"w1 w2 w3"}, &first)).ok());
+  first.done.WaitForNotification();
+  ASSERT_GT((*batcher)->EstimatedWaitSeconds(1), 1e-6);
+  Outcome refused;
+  absl::Status s = (*batcher)->Submit(Job({"w1", "w2"}, &refused));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("max_queue_wait_micros is 1"));
+}
+
 TEST_F(BatcherTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
   auto batcher = Batcher::Create(
       {.queue = {.max_batch_sentences = 1}, .num_workers = 1}, &observer_);

@@ -46,6 +46,9 @@ ABSL_FLAG(int64_t, max_queue_delay_micros, 2000,
 ABSL_FLAG(int, max_queue_sentences, 1024,
           "most sentences waiting per model; more are refused "
           "(RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, max_queue_wait_micros, 0,
+          "refuse (RESOURCE_EXHAUSTED) requests that would wait longer than "
+          "this by the measured batch times; 0: off");
 ABSL_FLAG(int, num_batch_workers, 0,
           "threads running batches per model; 0: one per core");
 ABSL_FLAG(int, max_stream_inflight, 8,
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_queue_delay_micros);
   options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
   options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
+  options.max_queue_wait_micros = absl::GetFlag(FLAGS_max_queue_wait_micros);
   options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
   options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
   options.max_connection_age_grace_ms =

@@ -103,6 +103,7 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
     Batcher::Options b;
     b.queue = options_.batch;
     b.num_workers = options_.num_batch_workers;
+    b.max_queue_wait_micros = options_.max_queue_wait_micros;
     CTXEMBED_ASSIGN_OR_RETURN(
         std::unique_ptr<Batcher> created,
         Batcher::Create(b, metrics_.ForModel(model->name())));

@@ -42,6 +42,9 @@ class EmbeddingServer {
     BatchQueue::Options batch;
     // Threads running batches per model; 0 means one per core.
     int num_batch_workers = 0;
+    // Refuse work that would wait longer than this (0: no bound but
+    // batch.max_queue_sentences); see Batcher::Options.
+    int64_t max_queue_wait_micros = 0;
     // Requests one EmbedStream may have unanswered at once.
     int max_stream_inflight = 8;
     // Close each client connection after this long (0: never), so clients
