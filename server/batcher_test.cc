@@ -149,14 +149,35 @@ TEST_F(BatcherTest, CancelledWorkIsRemovedAndNotComputed) {
 }
 
 TEST_F(BatcherTest, ExpiredWorkFailsWithoutBeingComputed) {
-  auto batcher = Batcher::Create({.num_workers = 1}, &observer_);
+  // An injected clock decides when the deadline passes; the one worker is
+  // held in a done callback meanwhile, so the job is still queued then.
+  ManualClock clock;
+  auto batcher = Batcher::Create({.num_workers = 1, .clock = &clock},
+                                 &observer_);
   ASSERT_TRUE(batcher.ok());
+  absl::Notification entered, release;
+  auto blocker = std::make_shared<BatchJob>(
+      BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
+      std::vector<TokenList>(1, TokenList{"w1"}), BatchJob::kNoDeadline,
+      [&](BatchJob&, const absl::Status&) {
+        entered.Notify();
+        release.WaitForNotification();
+      });
+  ASSERT_TRUE((*batcher)->Submit(blocker).ok());
+  entered.WaitForNotification();
   Outcome late;
-  const int64_t past = Clock::Real()->NowMicros() - 1;
-  ASSERT_TRUE((*batcher)->Submit(Job({"w1 w2"}, &late, past)).ok());
+  ASSERT_TRUE((*batcher)
+                  ->Submit(Job({"w1 w2", "w3"}, &late,
+                               clock.NowMicros() + 1000))
+                  .ok());
+  clock.Advance(2000);  // the deadline passes while it waits
+  release.Notify();
   late.done.WaitForNotification();
   EXPECT_EQ(late.status.code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(observer_.sentences_run, 0);
+  (*batcher)->Shutdown(10'000'000);
+  EXPECT_EQ(observer_.sentences_run, 1);  // only the blocker ran
+  absl::MutexLock lock(&observer_.mu);
+  EXPECT_THAT(observer_.rejected, ::testing::ElementsAre("deadline"));
 }
 
 TEST_F(BatcherTest, RefusesWhatCannotFitOrCannotMeetItsDeadline) {
