@@ -75,8 +75,34 @@ Batcher::Batcher(const Options& options, BatchObserver* observer)
 Batcher::~Batcher() { Shutdown(0); }
 
 double Batcher::EstimatedWaitLocked(int sentences) const {
-  return seconds_per_sentence_ * (queue_.size() + sentences) /
-         static_cast<double>(workers_.size());
+  const int ahead = queue_.size() + sentences;
+  if (saturated_rate_ > 0) return ahead / saturated_rate_;
+  return seconds_per_sentence_ * ahead / static_cast<double>(workers_.size());
+}
+
+void Batcher::RecordBatchLocked(int sentences, double seconds, int64_t now) {
+  const double per_sentence = seconds / sentences;
+  seconds_per_sentence_ = seconds_per_sentence_ == 0
+                              ? per_sentence
+                              : 0.8 * seconds_per_sentence_ + 0.2 * per_sentence;
+  if (queue_.size() == 0) {  // not saturated: the window says nothing
+    window_start_micros_ = -1;
+    return;
+  }
+  if (window_start_micros_ < 0) {
+    window_start_micros_ = now;
+    window_sentences_ = 0;
+    return;
+  }
+  window_sentences_ += sentences;
+  constexpr int64_t kWindowMicros = 200'000;
+  if (now - window_start_micros_ >= kWindowMicros) {
+    const double rate = window_sentences_ / Seconds(now - window_start_micros_);
+    saturated_rate_ =
+        saturated_rate_ == 0 ? rate : 0.7 * saturated_rate_ + 0.3 * rate;
+    window_start_micros_ = now;
+    window_sentences_ = 0;
+  }
 }
 
 double Batcher::EstimatedWaitSeconds(int sentences) const {
@@ -217,10 +243,7 @@ void Batcher::WorkerLoop() {
     }
     absl::MutexLock lock(&mu_);
     --running_;
-    const double per_sentence = seconds / n;
-    seconds_per_sentence_ = seconds_per_sentence_ == 0
-                                ? per_sentence
-                                : 0.8 * seconds_per_sentence_ + 0.2 * per_sentence;
+    RecordBatchLocked(n, seconds, clock_->NowMicros());
     work_.SignalAll();
   }
 }

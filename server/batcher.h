@@ -72,8 +72,9 @@ class Batcher {
   ~Batcher();  // Shutdown(0) if not shut down yet
 
   absl::Status Submit(std::shared_ptr<BatchJob> job);
-  // The estimated wait of `sentences` more sentences behind the queue, by
-  // the measured time per sentence (0 until a batch has run).
+  // The estimated wait of `sentences` more sentences behind the queue: by
+  // the rate sentences finished at while the queue was busy, or before that
+  // is measured, by the compute time per sentence (0 until a batch ran).
   double EstimatedWaitSeconds(int sentences) const;
   // Drops the job's waiting sentences and fails it with CANCELLED (a no-op
   // if it has finished).
@@ -100,6 +101,8 @@ class Batcher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double EstimatedWaitLocked(int sentences) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordBatchLocked(int sentences, double seconds, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const Options options_;
@@ -114,6 +117,12 @@ class Batcher {
   bool joined_ ABSL_GUARDED_BY(mu_) = false;
   int64_t drain_deadline_micros_ ABSL_GUARDED_BY(mu_) = 0;
   double seconds_per_sentence_ ABSL_GUARDED_BY(mu_) = 0;  // moving average
+  // Sentences/s finished while the queue stayed non-empty (0: not measured
+  // yet): the capacity under whatever else the machine is doing, which the
+  // compute time alone overstates.
+  double saturated_rate_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t window_start_micros_ ABSL_GUARDED_BY(mu_) = -1;
+  int window_sentences_ ABSL_GUARDED_BY(mu_) = 0;
   absl::CondVar work_;  // new sentences, a batch finished, or stopping
 };
 
