@@ -82,12 +82,11 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::FromVectors(
 
 const Eigen::MatrixXf& Tower::Encode(absl::Span<const TokenList> sentences,
                                      bool want_last, TowerScratch& s) const {
-  thread_local std::vector<int> lengths;
-  lengths.clear();
+  s.lengths.clear();
   for (const TokenList& tokens : sentences) {
-    lengths.push_back(static_cast<int>(tokens.size()));
+    s.lengths.push_back(static_cast<int>(tokens.size()));
   }
-  s.batch.Reset(lengths);
+  s.batch.Reset(s.lengths);
   Eigen::MatrixXf* x = &s.buffers[0];
   x->resize(vectors_->dim(), s.batch.total_tokens());
   int col = 0;

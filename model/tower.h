@@ -27,6 +27,7 @@ using TokenList = std::vector<std::string>;
 // Per-thread buffers for Tower calls; reused across calls, so a warm thread
 // allocates nothing per token. Thread-compatible.
 struct TowerScratch {
+  std::vector<int> lengths;
   SequenceBatch batch;
   Eigen::MatrixXf buffers[2];  // activations between modules
   Eigen::MatrixXf last;        // h_n of the top module, for "last" pooling

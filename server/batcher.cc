@@ -42,6 +42,15 @@ void RunBatch(Batch& batch, TowerScratch& scratch) {
   for (PendingSentence& item : batch.items) item.job->SentencesDone(1);
 }
 
+void RunJobInline(const std::shared_ptr<BatchJob>& job,
+                  TowerScratch& scratch) {
+  Batch batch;
+  for (int i = 0; i < job->size(); ++i) {
+    batch.items.push_back({job, i, job->length(i), 0});
+  }
+  RunBatch(batch, scratch);
+}
+
 absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
     const Options& options, BatchObserver* observer) {
   const BatchQueue::Options& q = options.queue;

@@ -40,6 +40,10 @@ class BatchObserver {
 // run a job inline (one batch of all its sentences).
 void RunBatch(Batch& batch, TowerScratch& scratch);
 
+// Runs every sentence of `job` on the calling thread, as one batch (for
+// models served without a batcher, and the CLI's --local mode).
+void RunJobInline(const std::shared_ptr<BatchJob>& job, TowerScratch& scratch);
+
 // Thread-safe. One per model; owns its worker threads.
 //
 // Submit takes ownership of a job iff it returns OK, returns

@@ -41,12 +41,8 @@ std::shared_ptr<BatchJob> MakeJob(PreparedEmbed& prepared,
 // end the job (through its done callback) like everything else.
 void RunJob(const std::shared_ptr<BatchJob>& job, Batcher* batcher) {
   if (batcher == nullptr) {
-    Batch batch;
-    for (int i = 0; i < job->size(); ++i) {
-      batch.items.push_back({job, i, job->length(i), 0});
-    }
     thread_local TowerScratch scratch;
-    RunBatch(batch, scratch);
+    RunJobInline(job, scratch);
     return;
   }
   absl::Status submitted = batcher->Submit(job);

@@ -204,12 +204,8 @@ std::shared_ptr<BatchJob> RunInline(PreparedEmbed& prepared,
   auto job = std::make_shared<BatchJob>(
       prepared.key, std::move(prepared.sentences), BatchJob::kNoDeadline,
       [](BatchJob&, const absl::Status&) {});
-  Batch batch;
-  for (int i = 0; i < job->size(); ++i) {
-    batch.items.push_back({job, i, job->length(i), 0});
-  }
   const auto start = SteadyClock::now();
-  RunBatch(batch, ThreadScratch().tower);
+  RunJobInline(job, ThreadScratch().tower);
   stats->inference_seconds = SecondsSince(start);
   return job;
 }
