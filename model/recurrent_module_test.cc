@@ -99,7 +99,8 @@ TEST(RecurrentModuleTest, BidirectionalLstmFollowsPyTorchEquations) {
 }
 
 TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
-  auto st = SafeTensors::Parse(Build(TinyLstm("_l0")), "w.safetensors");
+  const std::string file = Build(TinyLstm("_l0"));
+  auto st = SafeTensors::Parse(file, "w.safetensors");
   ASSERT_TRUE(st.ok());
   RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
                          .hidden_size = 2};
@@ -118,7 +119,8 @@ TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
 }
 
 TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
-  auto st = SafeTensors::Parse(Build(TinyLstm("_l0")), "w");
+  const std::string file = Build(TinyLstm("_l0"));
+  auto st = SafeTensors::Parse(file, "w");
   ASSERT_TRUE(st.ok());
   RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
                          .hidden_size = 1, .bidirectional = true,

@@ -30,13 +30,14 @@ TEST(SafeTensorsTest, ReadsF32F16AndBF16) {
   const std::string f16("\x00\x3C\x00\xC0\xFF\x7B\x01\x00", 8);
   const std::string bf16("\x80\x3F\x00\xBF", 4);
   const std::string data = Floats({1.5f, -2.25f}) + f16 + bf16;
-  auto st = SafeTensors::Parse(
+  // Parse keeps views into the bytes: they must outlive it.
+  const std::string file =
       File(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
            R"("b":{"dtype":"F16","shape":[2,2],"data_offsets":[8,16]},)"
            R"("c":{"dtype":"BF16","shape":[2],"data_offsets":[16,20]},)"
            R"("__metadata__":{"format":"pt"}})",
-           data),
-      "t.safetensors");
+           data);
+  auto st = SafeTensors::Parse(file, "t.safetensors");
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ((*st)->Names(), (std::vector<std::string>{"a", "b", "c"}));
   auto a = (*st)->ReadVector("a", 2);
@@ -55,10 +56,10 @@ TEST(SafeTensorsTest, ReadsF32F16AndBF16) {
 }
 
 TEST(SafeTensorsTest, ShapeMismatchNamesTheTensor) {
-  auto st = SafeTensors::Parse(
-      File(R"({"rnn.weight_ih_l0":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}})",
-           Floats({1, 2})),
-      "w.safetensors");
+  const std::string file = File(
+      R"({"rnn.weight_ih_l0":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}})",
+      Floats({1, 2}));
+  auto st = SafeTensors::Parse(file, "w.safetensors");
   ASSERT_TRUE(st.ok());
   auto m = (*st)->ReadMatrix("rnn.weight_ih_l0", 1, 2);
   EXPECT_THAT(m.status().ToString(),

@@ -39,6 +39,9 @@ void RunBatch(Batch& batch, TowerScratch& scratch) {
   for (int k = 0; k < n; ++k) {
     sentences[k].swap(batch.items[k].job->sentence(batch.items[k].index));
   }
+}
+
+void FinishBatch(Batch& batch) {
   for (PendingSentence& item : batch.items) item.job->SentencesDone(1);
 }
 
@@ -49,6 +52,7 @@ void RunJobInline(const std::shared_ptr<BatchJob>& job,
     batch.items.push_back({job, i, job->length(i), 0});
   }
   RunBatch(batch, scratch);
+  FinishBatch(batch);
 }
 
 absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
@@ -250,10 +254,13 @@ void Batcher::WorkerLoop() {
     if (observer_ != nullptr) {
       observer_->OnBatch(n, batch->padded_tokens(), batch->real_tokens, seconds);
     }
-    absl::MutexLock lock(&mu_);
-    --running_;
-    RecordBatchLocked(n, seconds, clock_->NowMicros());
-    work_.SignalAll();
+    {
+      absl::MutexLock lock(&mu_);
+      --running_;
+      RecordBatchLocked(n, seconds, clock_->NowMicros());
+      work_.SignalAll();
+    }
+    FinishBatch(*batch);  // clients hear back after the books are kept
   }
 }
 

@@ -36,9 +36,11 @@ class BatchObserver {
 };
 
 // Runs every sentence of `batch` through its tower and stores the results in
-// the jobs, then marks them done. Used by the workers, and by callers that
-// run a job inline (one batch of all its sentences).
+// the jobs; FinishBatch then marks them done (which may end jobs and run
+// their callbacks). Separate, so the workers record a batch's statistics
+// before any client hears back.
 void RunBatch(Batch& batch, TowerScratch& scratch);
+void FinishBatch(Batch& batch);
 
 // Runs every sentence of `job` on the calling thread, as one batch (for
 // models served without a batcher, and the CLI's --local mode).

@@ -62,7 +62,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
  public:
   BatchedCall(Method method, ServerMetrics* metrics, grpc::ByteBuffer* out)
       : method_(method), metrics_(metrics), out_(out),
-        start_(std::chrono::steady_clock::now()) {
+        start_(SteadyClock::now()) {
     metrics_->AddInflight(1);
   }
 
@@ -114,10 +114,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
 
  private:
   void End(const absl::Status& status) {
-    metrics_->RecordRequest(
-        method_, status.code(),
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-            .count());
+    metrics_->RecordRequest(method_, status.code(), SecondsSince(start_));
     metrics_->AddInflight(-1);
     Finish(ToGrpcStatus(status));  // no lock held
   }
@@ -125,7 +122,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   const Method method_;
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const out_;
-  const std::chrono::steady_clock::time_point start_;
+  const SteadyClock::time_point start_;
   absl::Mutex mu_;
   std::shared_ptr<BatchJob> job_ ABSL_GUARDED_BY(mu_);
   Batcher* batcher_ ABSL_GUARDED_BY(mu_) = nullptr;
