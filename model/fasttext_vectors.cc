@@ -1,5 +1,6 @@
 #include "model/fasttext_vectors.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -121,6 +122,7 @@ absl::StatusOr<std::unique_ptr<FastTextVectors>> FastTextVectors::Parse(
                                  " entries; the file is too short for them"));
   }
   v->ids_.reserve(size);
+  v->counts_.reserve(size);
   for (int32_t i = 0; i < size; ++i) {
     absl::string_view word;
     int64_t count = 0;
@@ -133,7 +135,18 @@ absl::StatusOr<std::unique_ptr<FastTextVectors>> FastTextVectors::Parse(
                                    static_cast<int>(type), "; words (0) must "
                                    "come before labels (1)"));
     }
+    if (count < 0) {
+      return in.Error(absl::StrCat("dictionary entry ", i, " has count ",
+                                   count, "; counts cannot be negative"));
+    }
     v->ids_.emplace(std::string(word), i);  // first of duplicates wins
+    v->counts_.push_back(count);
+    // Saturates rather than overflows on a hostile file.
+    if (i < v->nwords_) {
+      v->total_count_ = count > INT64_MAX - v->total_count_
+                            ? INT64_MAX
+                            : v->total_count_ + count;
+    }
   }
   CTXEMBED_RETURN_IF_ERROR(v->ParsePruneIndex(in, prune_size));
   CTXEMBED_RETURN_IF_ERROR(v->ParseMatrices(in));
@@ -247,6 +260,11 @@ void FastTextVectors::ForEachRow(absl::string_view word, Visit visit) const {
 bool FastTextVectors::Contains(absl::string_view word) const {
   auto it = ids_.find(word);
   return it != ids_.end() && it->second < nwords_;
+}
+
+int64_t FastTextVectors::Count(absl::string_view word) const {
+  auto it = ids_.find(word);
+  return it != ids_.end() && it->second < nwords_ ? counts_[it->second] : 0;
 }
 
 void FastTextVectors::Lookup(absl::string_view word, float* out) const {

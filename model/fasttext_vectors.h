@@ -51,6 +51,9 @@ class FastTextVectors : public WordVectors {
   absl::string_view format() const override { return "fasttext-bin"; }
   bool Contains(absl::string_view word) const override;
   void Lookup(absl::string_view word, float* out) const override;
+  bool has_counts() const override { return true; }
+  int64_t Count(absl::string_view word) const override;
+  int64_t total_count() const override { return total_count_; }
 
   const FastTextArgs& args() const { return args_; }
   // The input-matrix rows that make up `word`'s vector, in summation order.
@@ -72,6 +75,8 @@ class FastTextVectors : public WordVectors {
   int64_t rows_ = 0;
   // Word -> dictionary id (labels included, as fastText's getId does).
   absl::flat_hash_map<std::string, int32_t> ids_;
+  std::vector<int64_t> counts_;  // by dictionary id, words and labels
+  int64_t total_count_ = 0;      // words only
   // Set only for pruned models: bucket -> compacted n-gram row.
   bool pruned_ = false;
   absl::flat_hash_map<int32_t, int32_t> prune_index_;

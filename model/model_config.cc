@@ -51,6 +51,19 @@ class ObjectReader {
     return absl::OkStatus();
   }
 
+  absl::Status Double(const char* key, double lo, double hi,
+                      double* out) const {
+    const Json* v = Find(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_number()) return WrongType(key, "a number", *v);
+    const double x = v->get<double>();
+    if (!(x > lo && x <= hi)) {
+      return Error(Key(key), absl::StrCat(x, " is outside (", lo, ", ", hi, "]"));
+    }
+    *out = x;
+    return absl::OkStatus();
+  }
+
   absl::Status Bool(const char* key, bool* out) const {
     const Json* v = Find(key);
     if (v == nullptr) return absl::OkStatus();
@@ -180,6 +193,16 @@ absl::Status ParseLinear(const Json& json, const std::string& path,
                               "\"; known: none, relu, tanh, sigmoid"));
 }
 
+absl::Status ParseSif(const Json& json, const std::string& path,
+                      absl::string_view file, SifConfig* out) {
+  ObjectReader r(json, path, file);
+  CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
+  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"a", "counts", "components"}));
+  CTXEMBED_RETURN_IF_ERROR(r.Double("a", 0.0, 1.0, &out->a));
+  CTXEMBED_RETURN_IF_ERROR(r.String("counts", false, &out->counts));
+  return r.String("components", false, &out->components);
+}
+
 absl::Status ParseTower(const ObjectReader& r, absl::string_view file,
                         TowerConfig* out) {
   CTXEMBED_RETURN_IF_ERROR(ParseEmbedding(r, file, &out->embedding));
@@ -203,6 +226,10 @@ absl::Status ParseTower(const ObjectReader& r, absl::string_view file,
     return r.Error(r.Key("pooling"), "\"last\" needs an encoder module");
   }
   out->pooling = *p;
+  if (const Json* v = r.Find("sif")) {
+    out->sif.emplace();
+    CTXEMBED_RETURN_IF_ERROR(ParseSif(*v, r.Key("sif"), file, &*out->sif));
+  }
   if (const Json* v = r.Find("projection")) {
     out->projection.emplace();
     CTXEMBED_RETURN_IF_ERROR(
@@ -236,7 +263,7 @@ absl::Status ParseComparator(const ObjectReader& top, absl::string_view file,
 }
 
 constexpr std::initializer_list<absl::string_view> kTowerKeys = {
-    "embedding", "encoder", "pooling", "projection", "normalize"};
+    "embedding", "encoder", "pooling", "sif", "projection", "normalize"};
 
 absl::Status ParseTowers(const ObjectReader& top, absl::string_view file,
                          ModelConfig* config) {
@@ -294,8 +321,8 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
   }
   CTXEMBED_RETURN_IF_ERROR(top.CheckKeys(
       {"ctxembed_format", "name", "max_tokens", "tokenizer", "weights",
-       "embedding", "encoder", "pooling", "projection", "normalize", "towers",
-       "comparator"}));
+       "embedding", "encoder", "pooling", "sif", "projection", "normalize",
+       "towers", "comparator"}));
   CTXEMBED_RETURN_IF_ERROR(top.Int("ctxembed_format", true, kFormatVersion,
                                    kFormatVersion, &config.format_version));
   CTXEMBED_RETURN_IF_ERROR(top.String("name", true, &config.name));

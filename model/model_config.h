@@ -33,12 +33,28 @@ struct LinearConfig {
   std::string activation = "none";
 };
 
+// SIF weighting for "sif" pooling (key "sif" of a tower).
+struct SifConfig {
+  // Smoothing: a token's weight is a / (a + p(word)), p its relative
+  // frequency in the training text.
+  double a = 1e-3;
+  // A file of "word count" lines, relative to the model directory; "" reads
+  // the counts a fastText .bin records.
+  std::string counts;
+  // A safetensors file with a tensor "components" [k x token size] of unit
+  // rows; their projections are removed from the pooled vector. "" = none.
+  std::string components;
+};
+
 // One encoder: word vectors, recurrent modules, pooling, projection.
 struct TowerConfig {
   EmbeddingConfig embedding;
   std::vector<RecurrentConfig> encoder;  // empty: a bag of word vectors
   // Default: "fasttext" for a bag of vectors, "mean" with an encoder.
   Pooling pooling = Pooling::kFastText;
+  // Parameters of "sif" pooling; without the key, requests may still ask
+  // for it on word vectors that record counts (defaults above).
+  std::optional<SifConfig> sif;
   std::optional<LinearConfig> projection;  // on the pooled vector
   bool normalize = false;                  // L2-normalise the final vector
 };

@@ -34,21 +34,7 @@ TEST(ModelTest, LoadsAGoldenModelDirectory) {
   EXPECT_NE(vectors.col(0), vectors.col(1));
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ctxembed_model_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path_).c_str()); }
-  void Write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ + "/" + name, std::ios::binary) << text;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 TEST(ModelTest, LoadErrorsNameTheFile) {
   TempDir dir;

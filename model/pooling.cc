@@ -42,8 +42,10 @@ absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
   if (name == "mean") return Pooling::kMean;
   if (name == "max") return Pooling::kMax;
   if (name == "last") return Pooling::kLast;
+  if (name == "sif") return Pooling::kSif;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown pooling \"", name, "\"; known: fasttext, mean, max, last"));
+      "unknown pooling \"", name,
+      "\"; known: fasttext, mean, max, last, sif"));
 }
 
 absl::string_view PoolingName(Pooling pooling) {
@@ -56,6 +58,8 @@ absl::string_view PoolingName(Pooling pooling) {
       return "max";
     case Pooling::kLast:
       return "last";
+    case Pooling::kSif:
+      return "sif";
   }
   return "unknown";
 }
@@ -74,8 +78,9 @@ void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
     case Pooling::kMax:
       out = tokens.rowwise().maxCoeff();
       return;
-    case Pooling::kLast:
-      return;  // produced by the encoder, not pooled here
+    case Pooling::kLast:  // produced by the encoder
+    case Pooling::kSif:   // needs the words: SifWeights::Pool
+      return;
   }
 }
 

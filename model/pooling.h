@@ -21,15 +21,21 @@ enum class Pooling {
   // after the last token, backward after the first, concatenated). Pool()
   // does not handle it: the encoder produces it.
   kLast,
+  // SIF (Arora, Liang and Ma 2017): the mean of the token vectors weighted
+  // by a / (a + p(word)), then the model's common components removed.
+  // Pool() does not handle it: the tower's SifWeights do (they need the
+  // words, not only their vectors).
+  kSif,
 };
 
-// "fasttext", "mean", "max", "last" -> Pooling; INVALID_ARGUMENT otherwise.
+// "fasttext", "mean", "max", "last", "sif" -> Pooling; INVALID_ARGUMENT
+// otherwise.
 absl::StatusOr<Pooling> ParsePooling(absl::string_view name);
 absl::string_view PoolingName(Pooling pooling);
 
 // Pools the columns of `tokens` (dim x n, one column per token) into `out`
 // (dim). With no tokens the result is the zero vector. kFastText, kMean and
-// kMax only.
+// kMax only (kLast and kSif leave `out` zero).
 void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
           Eigen::Ref<Eigen::VectorXf> out);
 

@@ -4,7 +4,10 @@
 #ifndef CTXEMBED_MODEL_TEST_DATA_H_
 #define CTXEMBED_MODEL_TEST_DATA_H_
 
+#include <stdlib.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 namespace ctxembed::testing {
@@ -20,6 +23,28 @@ inline std::string SharedDir() {
   const char* dir = std::getenv("CTXEMBED_SHARED_DIR");
   return dir != nullptr ? dir : SourceDir() + "/../shared";
 }
+
+// A fresh directory under /tmp, removed with everything in it when the
+// object goes.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ctxembed_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf " + path_).c_str()); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  // Writes `bytes` to the file `name` in the directory.
+  void Write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(path_ + "/" + name, std::ios::binary) << bytes;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace ctxembed::testing
 

@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::Create(
   }
   t->token_dim_ = dim;
   t->architecture_ = parts.empty() ? "bag_of_vectors" : absl::StrJoin(parts, "+");
+  CTXEMBED_RETURN_IF_ERROR(t->CreateSif(model_dir));
   if (config.projection) {
     CTXEMBED_ASSIGN_OR_RETURN(Linear p,
                               Linear::Create(*config.projection, dim, *weights));
@@ -77,7 +78,25 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::FromVectors(
   t->vectors_ = std::move(vectors);
   t->token_dim_ = t->output_dim_ = t->vectors_->dim();
   t->architecture_ = "bag_of_vectors";
+  CTXEMBED_RETURN_IF_ERROR(t->CreateSif(""));
   return t;
+}
+
+absl::Status Tower::CreateSif(const std::string& model_dir) {
+  absl::StatusOr<std::unique_ptr<SifWeights>> sif = SifWeights::Create(
+      config_.sif.value_or(SifConfig()), *vectors_, token_dim_, model_dir);
+  if (!config_.sif && config_.pooling != Pooling::kSif) {
+    // Not asked for: offered to requests where the word vectors record
+    // counts, and never a reason to refuse the model.
+    if (sif.ok()) sif_ = *std::move(sif);
+    return absl::OkStatus();
+  }
+  if (!sif.ok()) {
+    return absl::Status(sif.status().code(),
+                        absl::StrCat("tower ", name_, ": ", sif.status().message()));
+  }
+  sif_ = *std::move(sif);
+  return absl::OkStatus();
 }
 
 const Eigen::MatrixXf& Tower::Encode(absl::Span<const TokenList> sentences,
@@ -120,8 +139,12 @@ void Tower::Embed(absl::Span<const TokenList> sentences, Pooling pooling,
   } else {
     s.pooled.resize(token_dim_, n);
     for (int i = 0; i < n; ++i) {
-      Pool(tokens.middleCols(s.batch.offset(i), s.batch.length(i)), pooling,
-           s.pooled.col(i));
+      const auto cols = tokens.middleCols(s.batch.offset(i), s.batch.length(i));
+      if (pooling == Pooling::kSif) {
+        sif_->Pool(cols, sentences[i], s.pooled.col(i));
+      } else {
+        Pool(cols, pooling, s.pooled.col(i));
+      }
     }
   }
   if (projection_) {

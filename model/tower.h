@@ -17,6 +17,7 @@
 #include "model/recurrent_module.h"
 #include "model/safetensors.h"
 #include "model/sequence_batch.h"
+#include "model/sif_weights.h"
 #include "model/word_vectors.h"
 
 namespace ctxembed {
@@ -56,6 +57,9 @@ class Tower {
   // Length of each sentence vector (after projection).
   int output_dim() const { return output_dim_; }
   Pooling pooling() const { return config_.pooling; }
+  // True if Embed accepts Pooling::kSif: the config has a "sif" key, or the
+  // word vectors record counts.
+  bool supports_sif() const { return sif_ != nullptr; }
   // "bag_of_vectors", or the modules, e.g. "bilstm+lstm".
   const std::string& architecture() const { return architecture_; }
   const WordVectors& word_vectors() const { return *vectors_; }
@@ -72,7 +76,8 @@ class Tower {
   // One vector per sentence into *out ([output_dim x sentences]): `pooling`
   // (the tower's own, or a request's), then the projection and the
   // normalisation the config asks for. An empty sentence pools to zeros.
-  // kLast needs an encoder module (callers check modules() first).
+  // kLast needs an encoder module (callers check modules() first), kSif
+  // supports_sif().
   void Embed(absl::Span<const TokenList> sentences, Pooling pooling,
              TowerScratch& s, Eigen::MatrixXf* out) const;
 
@@ -80,11 +85,13 @@ class Tower {
   Tower() = default;
   const Eigen::MatrixXf& Encode(absl::Span<const TokenList> sentences,
                                 bool want_last, TowerScratch& s) const;
+  absl::Status CreateSif(const std::string& model_dir);
 
   std::string name_;
   TowerConfig config_;
   std::unique_ptr<const WordVectors> vectors_;
   std::vector<std::unique_ptr<RecurrentModule>> modules_;
+  std::unique_ptr<SifWeights> sif_;  // null: no sif pooling
   std::optional<Linear> projection_;
   int token_dim_ = 0;
   int output_dim_ = 0;

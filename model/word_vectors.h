@@ -2,6 +2,7 @@
 #ifndef CTXEMBED_MODEL_WORD_VECTORS_H_
 #define CTXEMBED_MODEL_WORD_VECTORS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,15 @@ class WordVectors {
   // Writes the vector of `word` to out[0, dim()). Words with no row (and, for
   // fastText, no n-gram rows) get the zero vector. Allocates nothing.
   virtual void Lookup(absl::string_view word, float* out) const = 0;
+
+  // True if the file records how often each word occurred in the text the
+  // vectors were trained on (fastText .bin does; .vec and word2vec do not).
+  virtual bool has_counts() const { return false; }
+  // Occurrences of `word` in that text; 0 for a word with no row, and for
+  // every word when has_counts() is false. Allocates nothing.
+  virtual int64_t Count(absl::string_view word) const { return 0; }
+  // Sum of Count() over the vocabulary (labels excluded).
+  virtual int64_t total_count() const { return 0; }
 };
 
 // Loads a word-vector file, choosing the format by content, not by

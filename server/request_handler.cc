@@ -110,6 +110,14 @@ absl::StatusOr<Pooling> ResolvePooling(const Model& model, const Tower& tower,
             "\" is ", tower.architecture()));
       }
       return Pooling::kLast;
+    case v1::POOLING_SIF:
+      if (!tower.supports_sif()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pooling SIF needs word counts; model \"", model.name(),
+            "\" has ", tower.word_vectors().format(),
+            " word vectors without counts and no \"sif\" counts file"));
+      }
+      return Pooling::kSif;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown pooling value ", static_cast<int>(p)));

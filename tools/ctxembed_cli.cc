@@ -25,6 +25,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "model/status_macros.h"
@@ -38,7 +39,7 @@ ABSL_FLAG(std::string, model, "", "model name (empty: the server's default)");
 ABSL_FLAG(bool, normalize, false, "return unit-length vectors");
 ABSL_FLAG(bool, truncate, false, "cut texts longer than the model's limit");
 ABSL_FLAG(std::string, pooling, "",
-          "fasttext, mean or max (empty: the model's own)");
+          "fasttext, mean, max, last or sif (empty: the model's own)");
 ABSL_FLAG(int, batch, 64, "texts per request");
 ABSL_FLAG(double, timeout_s, 30, "deadline of each call, in seconds");
 
@@ -194,11 +195,15 @@ class LocalBackend : public Backend {
 absl::StatusOr<v1::Pooling> PoolingFlag() {
   const std::string p = absl::GetFlag(FLAGS_pooling);
   if (p.empty()) return v1::POOLING_UNSPECIFIED;
-  if (p == "fasttext") return v1::POOLING_FASTTEXT;
-  if (p == "mean") return v1::POOLING_MEAN;
-  if (p == "max") return v1::POOLING_MAX;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--pooling=", p, ": expected fasttext, mean or max"));
+  v1::Pooling pooling = v1::POOLING_UNSPECIFIED;
+  if (p == absl::AsciiStrToLower(p) &&
+      v1::Pooling_Parse(absl::StrCat("POOLING_", absl::AsciiStrToUpper(p)),
+                        &pooling) &&
+      pooling != v1::POOLING_UNSPECIFIED) {
+    return pooling;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--pooling=", p, ": expected fasttext, mean, max, last or sif"));
 }
 
 // Runs `batch_fn(first_index, request)` over the texts in --batch chunks.

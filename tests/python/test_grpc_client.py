@@ -41,6 +41,25 @@ def train_fasttext(workdir, seed):
     return out + ".bin", desc
 
 
+def numpy_sif(model, sentences, a=1e-3):
+    """SIF with no component removed, from fastText's own Python binding:
+    a / (a + count / total) weights on fastText's word vectors, averaged."""
+    import fasttext
+    import numpy as np
+    ft = fasttext.load_model(model)
+    words, freqs = ft.get_words(include_freq=True)
+    counts = dict(zip(words, freqs))
+    total = float(sum(freqs))
+    out = []
+    for s in sentences:
+        tokens = s.split()
+        v = np.zeros(ft.get_dimension())
+        for t in tokens:
+            v += a / (a + counts.get(t, 0) / total) * ft.get_word_vector(t)
+        out.append(v / max(1, len(tokens)))
+    return out
+
+
 def cli_vectors(command, model, text):
     p = subprocess.run(["fasttext", command, model], input=text,
                        capture_output=True, text=True, check=True)
@@ -83,6 +102,13 @@ class FreshFastTextModelTest(unittest.TestCase):
                     self.assertEqual(harness.printed(emb.embeddings[i].values),
                                      want_sentences[i],
                                      "%s: sentence %r" % (desc, s))
+                sif = server.stub.Embed(embedder_pb2.EmbedRequest(
+                    inputs=sentences, pooling=embedder_pb2.POOLING_SIF))
+                for i, want in enumerate(numpy_sif(model, sentences)):
+                    got = list(sif.embeddings[i].values)
+                    for g, w in zip(got, want):
+                        self.assertAlmostEqual(g, w, delta=1e-5 + 1e-4 * abs(w),
+                                               msg="%s: sif %r" % (desc, sentences[i]))
                 code, _ = server.stop()
                 self.assertEqual(code, 0)
             finally:
@@ -174,6 +200,11 @@ class ServedGoldenModelsTest(unittest.TestCase):
                           INVALID, "input 2 has 99 tokens")
         r = self.stub.Embed(E(inputs=["w " * 65], truncate=True))
         self.assertEqual(r.usage.tokens, 64)
+        self.expect_error(self.stub.Embed,
+                          E(inputs=["x"], model="sg_d8_vec",
+                            pooling=embedder_pb2.POOLING_SIF), INVALID,
+                          'pooling SIF needs word counts; model "sg_d8_vec" '
+                          'has vec word vectors without counts')
 
     def test_invalid_utf8_names_the_input(self):
         raw = self.server.channel.unary_unary(
