@@ -186,6 +186,10 @@ class MetricsAndCliTest(unittest.TestCase):
         remote = run("embed", server)
         local = run("embed", "--local", "--model_dir=" + SG_D8)
         self.assertEqual(remote, local)
+        sif_remote = run("embed", server, "--pooling=sif")
+        self.assertEqual(sif_remote, run("embed", "--local", "--pooling=sif",
+                                         "--model_dir=" + SG_D8))
+        self.assertNotEqual(sif_remote[0]["embedding"], remote[0]["embedding"])
         self.assertEqual([r["input"] for r in remote], texts)
         self.assertEqual(len(remote[0]["embedding"]), 8)
         tokens = run("tokenize", server)
@@ -202,6 +206,12 @@ class MetricsAndCliTest(unittest.TestCase):
                             "w " * 65], capture_output=True, text=True)
         self.assertEqual(p.returncode, 1)
         self.assertIn("INVALID_ARGUMENT: input 0 has 65 tokens", p.stderr)
+        p = subprocess.run([harness.CLI, "embed", "--pooling=SIF", "x",
+                            "--server=127.0.0.1:%d" % self.server.grpc_port],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--pooling=SIF: expected fasttext, mean, max, last or sif",
+                      p.stderr)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,29 @@
 #!/usr/bin/python3
-"""Quality report: bag of vectors vs the contextual encoders, through the
-gRPC API of a running server. Writes docs/quality.md (and .json).
+"""Quality report: bags of vectors vs the contextual encoders, through the
+gRPC API of a running server. Writes quality.json and quality_table.md.
 
 Measures, per model:
+0. Sentence similarity: STS Benchmark dev split, Spearman x 100 of the
+   cosine against the human score; paraphrase retrieval within it: each
+   first sentence of a pair scored >= 4 finds its second sentence among
+   all those pairs' second sentences (recall@1).
 1. Word similarity of the word-vector layer: WordSim353 and SimLex-999
    Spearman (../shared/data/eval), from one-word EmbedTokens calls.
 2. Order: pairs of sentences with the same words in another order; mean
    cosine (a bag of vectors gives exactly 1).
 3. Word in context: pairs of WordNet example sentences sharing a word in
-   the same sense or in different senses; ROC AUC of the cosine of that
-   word's token vectors (a static vector gives 0.5).
+   the same sense or in different senses, words of the held-out split only;
+   ROC AUC of the cosine of that word's token vectors (a static vector
+   gives 0.5).
 4. Questions vs answers: 5-fold cross-validated logistic regression on
    sentence vectors, punctuation removed and case folded; accuracy.
 5. Retrieval: held-out questions, recall@1 and @10 of their own answer
-   among all answers, by cosine.
+   among all answers, by cosine; and recall@10 of the FAQ questions alone
+   (perlfaq, Python FAQ: never trained on) among the FAQ answers.
 
 Usage: evaluate.py --server 127.0.0.1:50051 --corpus var/train/corpus \
-         --models bag=ft-bag,enc1=bt-bilstm,enc2=s2s-encoder \
-         --word_models bag=ft-bag,enc1=ft-bag,enc2=s2s-table [--out docs]
+         --models bag=ft-bag,sif=sif-bag,enc3=ctx-sif-bilstm \
+         --word_models bag=ft-bag,sif=ft-bag,enc3=ft-bag [--out DIR]
 """
 import argparse
 import json
@@ -32,6 +38,11 @@ import tempfile
 import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SHARED = os.environ.get("CTXEMBED_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+# Published STS-B test-split Spearman x 100 (Reimers and Gurevych 2019,
+# Table 1): for scale, not measured here, and on the test split.
+PUBLISHED = [("mean GloVe", 58.02), ("InferSent (GloVe)", 68.03),
+             ("Universal Sentence Encoder", 74.92)]
 PUNCT = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -98,8 +109,30 @@ def cos(a, b):
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
+def read_stsb(split):
+    import csv
+    path = os.path.join(SHARED, "data", "eval", "stsb", "stsb-en-%s.csv" % split)
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return [(r[0], r[1], float(r[2])) for r in rows[1:] if len(r) == 3]
+
+
+def sts(client, model, pairs):
+    """STS-B Spearman x 100, and paraphrase recall@1 among pairs >= 4."""
+    a = client.embed(model, [p[0] for p in pairs])
+    b = client.embed(model, [p[1] for p in pairs])
+    cosines = [cos(x, y) for x, y in zip(a, b)]
+    result = {"stsb_dev_spearman": 100 * spearman(cosines, [p[2] for p in pairs])}
+    keep = [i for i, p in enumerate(pairs) if p[2] >= 4]
+    sims = a[keep] @ b[keep].T
+    ranks = (sims > np.diag(sims)[:, None]).sum(1)
+    result["paraphrase_recall@1"] = float((ranks < 1).mean())
+    result["paraphrase_pairs"] = len(keep)
+    return result
+
+
 def word_similarity(client, model):
-    shared = os.path.join(ROOT, "..", "shared", "data", "eval")
+    shared = os.path.join(SHARED, "data", "eval")
     sets = {}
     for name, file in (("wordsim353", "wordsim353.tsv"),
                        ("simlex999", "simlex999.txt")):
@@ -148,7 +181,9 @@ def wic_pairs(corpus, rng, n_max=600):
     by_word = {}
     with open(os.path.join(corpus, "wic.tsv")) as f:
         for line in f:
-            word, sense, ex = line.rstrip("\n").split("\t")
+            word, sense, ex, split = line.rstrip("\n").split("\t")
+            if split != "test":  # training may use the other words
+                continue
             ex_norm = ex.lower()
             by_word.setdefault(word, {}).setdefault(sense, []).append(ex_norm)
     same, diff = [], []
@@ -222,9 +257,11 @@ def main():
     qa = faq + [p for p in qa if p[2] == "wordnet"][:max(0, 1000 - len(faq))]
     orders = order_pairs(test, rng)
     same, diff = wic_pairs(args.corpus, rng)
+    stsb = read_stsb("dev")
     results = {}
     for label, model in models.items():
         r = {"model": model}
+        r.update(sts(client, model, stsb))
         r.update(word_similarity(client, word_models[label]))
         a = client.embed(model, [p[0] for p in orders])
         b = client.embed(model, [p[1] for p in orders])
@@ -254,6 +291,10 @@ def main():
         r["recall@1"] = float((ranks < 1).mean())
         r["recall@10"] = float((ranks < 10).mean())
         r["qa_pairs"] = len(qa)
+        n = len(faq)  # the FAQ pairs come first in qa
+        faq_sims = sims[:n, :n]
+        faq_ranks = (faq_sims > np.diag(faq_sims)[:, None]).sum(1)
+        r["faq_recall@10"] = float((faq_ranks < 10).mean())
         results[label] = r
         print(label, json.dumps(r), flush=True)
     write(results, args, len(orders), len(same), len(diff), len(faq))
@@ -263,22 +304,32 @@ def write(results, args, n_order, n_same, n_diff, n_faq):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "quality.json"), "w") as f:
         json.dump(results, f, indent=1)
-    cols = [("wordsim353", "WordSim353 rho"), ("simlex999", "SimLex-999 rho"),
-            ("order_cosine", "order: mean cosine (lower is better)"),
-            ("wic_auc", "word in context: ROC AUC"),
-            ("qa_probe_accuracy", "question vs answer probe: accuracy"),
-            ("recall@1", "retrieval recall@1"), ("recall@10", "retrieval recall@10")]
+    cols = [("stsb_dev_spearman", "STS-B dev Spearman x 100", "%.1f"),
+            ("paraphrase_recall@1", "STS-B dev paraphrase retrieval recall@1", "%.3f"),
+            ("recall@1", "retrieval recall@1 (held-out FAQ + WordNet)", "%.3f"),
+            ("recall@10", "retrieval recall@10 (held-out FAQ + WordNet)", "%.3f"),
+            ("faq_recall@10", "FAQ retrieval recall@10", "%.3f"),
+            ("wic_auc", "word in context: ROC AUC", "%.3f"),
+            ("order_cosine", "order: mean cosine (lower is better)", "%.3f"),
+            ("qa_probe_accuracy", "question vs answer probe: accuracy", "%.3f"),
+            ("wordsim353", "WordSim353 rho", "%.3f"),
+            ("simlex999", "SimLex-999 rho", "%.3f")]
     labels = list(results)
     lines = ["| measure | " + " | ".join("%s (`%s`)" % (l, results[l]["model"]) for l in labels) + " |",
              "|---|" + "---|" * len(labels)]
-    for key, name in cols:
-        lines.append("| %s | %s |" % (name, " | ".join("%.3f" % results[l][key] for l in labels)))
+    for key, name, fmt in cols:
+        lines.append("| %s | %s |" % (name, " | ".join(fmt % results[l][key] for l in labels)))
+    lines += ["", "Published for scale, not measured here (STS-B **test** split, "
+              "Reimers and Gurevych 2019, Table 1):", "",
+              "| published system | STS-B test Spearman x 100 |", "|---|---|"]
+    lines += ["| %s | %.1f |" % (name, value) for name, value in PUBLISHED]
     with open(os.path.join(args.out, "quality_table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     print("pairs: order %d, word-in-context %d same + %d different sense, "
-          "QA %d (%d from FAQs)" % (n_order, n_same, n_diff,
-                                    results[labels[0]]["qa_pairs"], n_faq))
+          "QA %d (%d from FAQs), STS-B dev paraphrases %d"
+          % (n_order, n_same, n_diff, results[labels[0]]["qa_pairs"], n_faq,
+             results[labels[0]]["paraphrase_pairs"]))
 
 
 if __name__ == "__main__":
