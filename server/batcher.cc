@@ -267,7 +267,10 @@ void Batcher::WorkerLoop() {
 void Batcher::Shutdown(int64_t drain_timeout_micros) {
   {
     absl::MutexLock lock(&mu_);
-    if (joined_) return;
+    if (joined_) {  // another call joins the workers: wait until it has
+      mu_.Await(absl::Condition(&shut_down_));
+      return;
+    }
     if (!stopping_) {
       stopping_ = true;
       drain_deadline_micros_ = clock_->NowMicros() + drain_timeout_micros;
@@ -276,6 +279,8 @@ void Batcher::Shutdown(int64_t drain_timeout_micros) {
     work_.SignalAll();
   }
   for (std::thread& t : workers_) t.join();
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
 }
 
 int Batcher::queue_depth() const {

@@ -87,7 +87,8 @@ class Batcher {
   void Cancel(const std::shared_ptr<BatchJob>& job);
   // Refuses new jobs (UNAVAILABLE), lets the workers drain the queue for up
   // to `drain_timeout_micros`, fails what is left with UNAVAILABLE, and
-  // joins the workers. Idempotent.
+  // joins the workers. Idempotent; a concurrent second call returns only
+  // once the first has joined the workers.
   void Shutdown(int64_t drain_timeout_micros);
 
   int queue_depth() const;
@@ -120,7 +121,8 @@ class Batcher {
   BatchQueue queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;  // batches being computed
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool joined_ ABSL_GUARDED_BY(mu_) = false;
+  bool joined_ ABSL_GUARDED_BY(mu_) = false;    // a Shutdown is joining
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;  // workers joined
   int64_t drain_deadline_micros_ ABSL_GUARDED_BY(mu_) = 0;
   double seconds_per_sentence_ ABSL_GUARDED_BY(mu_) = 0;  // moving average
   // Sentences/s finished while the queue stayed non-empty (0: not measured

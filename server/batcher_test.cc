@@ -243,6 +243,50 @@ TEST_F(BatcherTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
             absl::StatusCode::kUnavailable);
 }
 
+// A second Shutdown while the first drains returns only once the work has
+// ended. Without a hook in Batcher the test cannot hold the worker until the
+// second call is inside Shutdown, so it catches an early return only in the
+// interleavings where that call gets there before the worker is released;
+// it cannot fail when the code is right.
+TEST_F(BatcherTest, ConcurrentShutdownsBothWaitForTheDrain) {
+  auto batcher = Batcher::Create({.num_workers = 1}, &observer_);
+  ASSERT_TRUE(batcher.ok());
+  absl::Notification entered, release;
+  auto blocker = std::make_shared<BatchJob>(
+      BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
+      std::vector<TokenList>(1, TokenList{"w1"}), BatchJob::kNoDeadline,
+      [&](BatchJob&, const absl::Status&) {
+        entered.Notify();
+        release.WaitForNotification();
+      });
+  ASSERT_TRUE((*batcher)->Submit(blocker).ok());
+  entered.WaitForNotification();
+  Outcome queued;
+  ASSERT_TRUE((*batcher)->Submit(Job({"w2 w3"}, &queued)).ok());
+  std::thread first([&] { (*batcher)->Shutdown(10'000'000); });
+  // Wait until the first call has begun: new work is then UNAVAILABLE.
+  // Probes accepted before that queue up (at most max_queue_sentences).
+  std::vector<Outcome> probes(2048);
+  int accepted = 0;
+  for (int tries = 0; tries < 10'000'000; ++tries) {
+    const absl::Status s = (*batcher)->Submit(Job({"w4"}, &probes[accepted]));
+    if (s.code() == absl::StatusCode::kUnavailable) break;
+    if (s.ok()) ++accepted;
+    std::this_thread::yield();
+  }
+  std::atomic<bool> drained_when_second_returned{false};
+  std::thread second([&] {
+    (*batcher)->Shutdown(10'000'000);
+    drained_when_second_returned = queued.done.HasBeenNotified();
+  });
+  release.Notify();
+  first.join();
+  second.join();
+  EXPECT_TRUE(drained_when_second_returned);
+  ASSERT_TRUE(queued.done.HasBeenNotified());
+  EXPECT_TRUE(queued.status.ok()) << queued.status;
+}
+
 TEST_F(BatcherTest, ShutdownDrainsWithinItsTimeout) {
   auto batcher = Batcher::Create({.num_workers = 2}, &observer_);
   ASSERT_TRUE(batcher.ok());

@@ -136,6 +136,13 @@ class BatchedCall : public grpc::ServerUnaryReactor {
 // State changes happen under mu_; the gRPC operations they call for
 // (StartRead, StartWrite, Finish) run after it is released, since gRPC may
 // run the next reaction on the calling thread.
+//
+// Lifetime: gRPC calls OnDone once Finish has completed and no reaction is
+// running, but a job's done callback runs on a batch worker, outside gRPC's
+// accounting. So each job holds a reference (callbacks_), and whichever of
+// OnDone and the last callback comes second deletes the reactor. Finish is
+// never issued while another thread has decided on a StartRead or StartWrite
+// it has not yet issued (issuing_), so no operation follows Finish.
 class EmbedStreamReactor
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
@@ -196,7 +203,13 @@ class EmbedStreamReactor
 
   void OnDone() override {
     metrics_->AddInflight(-1);
-    delete this;
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      grpc_done_ = true;
+      last = callbacks_ == 0;
+    }
+    if (last) delete this;
   }
 
  private:
@@ -213,6 +226,8 @@ class EmbedStreamReactor
   struct Actions {
     grpc::ByteBuffer* write = nullptr;
     bool read = false;
+    // A write or read was decided: issuing_ was raised for it.
+    bool issuing = false;
     bool finish = false;
     absl::Status status;
     // Unfinished jobs to end before finishing: their callbacks use `this`,
@@ -220,13 +235,21 @@ class EmbedStreamReactor
     std::vector<std::shared_ptr<BatchJob>> abandon;
   };
 
-  void Run(const Actions& a) {
-    if (a.write != nullptr) StartWrite(a.write);
-    if (a.read) StartRead(&in_);
-    for (const auto& job : a.abandon) {
-      job->Fail(absl::CancelledError("the stream ended with an error"));
+  void Run(Actions a) {
+    while (true) {
+      if (a.write != nullptr) StartWrite(a.write);
+      if (a.read) StartRead(&in_);
+      for (const auto& job : a.abandon) {
+        job->Fail(absl::CancelledError("the stream ended with an error"));
+      }
+      if (a.finish) Finish(ToGrpcStatus(a.status));
+      if (!a.issuing) return;
+      // A Finish held back while these operations were being issued may be
+      // due now.
+      absl::MutexLock lock(&mu_);
+      --issuing_;
+      a = NextActionsLocked();
     }
-    if (a.finish) Finish(ToGrpcStatus(a.status));
   }
 
   void Submit() {
@@ -255,9 +278,11 @@ class EmbedStreamReactor
       slot.start = std::chrono::steady_clock::now();
       slot.batcher = batcher;
       if (prepared.ok()) {
+        ++callbacks_;  // released at the end of the job's callback
         job = MakeJob(*prepared, deadline_micros_,
                       [this, seq, model](BatchJob& job, const absl::Status& s) {
                         OnJobDone(seq, &job, model.get(), s);
+                        ReleaseCallback();
                       });
         slot.job = job;
       }
@@ -307,6 +332,16 @@ class EmbedStreamReactor
     Run(actions);
   }
 
+  // Ends a job callback's hold on the reactor (see the class comment).
+  void ReleaseCallback() {
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      last = --callbacks_ == 0 && grpc_done_;
+    }
+    if (last) delete this;
+  }
+
   Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Actions a;
     if (finished_) return a;
@@ -325,9 +360,15 @@ class EmbedStreamReactor
       reading_ = true;
       a.read = true;
     }
+    if (a.write != nullptr || a.read) {
+      a.issuing = true;
+      ++issuing_;
+    }
     // Finish once everything is written and the client is done sending, or
-    // at the first error (an outstanding read is then cancelled).
-    if (!writing_ && (failed_ || (reads_done_ && pending_.empty()))) {
+    // at the first error (an outstanding read is then cancelled); never
+    // while another operation is still being issued.
+    if (!writing_ && issuing_ == 0 &&
+        (failed_ || (reads_done_ && pending_.empty()))) {
       finished_ = true;
       a.finish = true;
       a.status = status_;
@@ -354,6 +395,11 @@ class EmbedStreamReactor
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
+  // Threads between deciding on a StartRead/StartWrite and issuing it.
+  int issuing_ ABSL_GUARDED_BY(mu_) = 0;
+  // Job callbacks that may still run, and whether gRPC has called OnDone.
+  int callbacks_ ABSL_GUARDED_BY(mu_) = 0;
+  bool grpc_done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

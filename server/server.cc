@@ -141,7 +141,11 @@ void EmbeddingServer::SetServing(bool serving) {
 void EmbeddingServer::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
-    if (shut_down_ || server_ == nullptr) return;
+    if (server_ == nullptr) return;
+    if (shut_down_) {  // another call is shutting down: wait until it has
+      mu_.Await(absl::Condition(&stopped_));
+      return;
+    }
     shut_down_ = true;
   }
   // After this, health answers NOT_SERVING and ignores further updates.
@@ -165,6 +169,8 @@ void EmbeddingServer::Shutdown() {
                              std::chrono::steady_clock::duration::zero());
   server_->Shutdown(std::chrono::system_clock::now() + left);
   server_->Wait();
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
 }
 
 int EmbeddingServer::metrics_port() const {

@@ -94,7 +94,8 @@ class EmbeddingServer {
   int grpc_port_ = 0;
 
   absl::Mutex mu_;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown has begun
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;    // ... and has finished
 };
 
 }  // namespace ctxembed
