@@ -78,8 +78,10 @@ def main():
     with open(os.path.join(args.work, "ctx-sif-bilstm", "training.json")) as f:
         training = json.load(f)
     training.pop("log", None)
-    corpus = "Corpus: %d words (%s); %d paraphrase pairs (%s) and %d WordNet " \
-             "question-definition pairs for training." % (
+    corpus = "Corpus: %d words (%s); %d paraphrase pairs (%s) for training; " \
+             "%d question-answer pairs, of which the FAQ pairs and a tenth of " \
+             "the WordNet ones are held out for evaluation and the other " \
+             "WordNet ones train." % (
                  stats["total_words"],
                  ", ".join("%s %d" % (k, v) for k, v in stats.items()
                            if isinstance(v, int) and k not in
