@@ -68,6 +68,19 @@ class BatcherTest : public ::testing::Test {
         });
   }
 
+  // A one-sentence job whose done callback signals `entered` and then waits
+  // for `release`: it holds the worker that finishes it.
+  std::shared_ptr<BatchJob> BlockingJob(absl::Notification& entered,
+                                        absl::Notification& release) {
+    return std::make_shared<BatchJob>(
+        BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
+        std::vector<TokenList>(1, TokenList{"w1"}), BatchJob::kNoDeadline,
+        [&entered, &release](BatchJob&, const absl::Status&) {
+          entered.Notify();
+          release.WaitForNotification();
+        });
+  }
+
   Eigen::MatrixXf Alone(const std::string& text) {
     std::vector<TokenList> one(1);
     model_->tokenizer().Tokenize(text, &one[0]);
@@ -124,13 +137,7 @@ TEST_F(BatcherTest, CancelledWorkIsRemovedAndNotComputed) {
   // The one worker finishes `blocker` and then waits inside its done
   // callback until released, so `victim` stays queued.
   absl::Notification entered, release;
-  std::vector<TokenList> one(1, TokenList{"w1"});
-  auto blocker = std::make_shared<BatchJob>(
-      BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
-      one, BatchJob::kNoDeadline, [&](BatchJob&, const absl::Status&) {
-        entered.Notify();
-        release.WaitForNotification();
-      });
+  auto blocker = BlockingJob(entered, release);
   ASSERT_TRUE((*batcher)->Submit(blocker).ok());
   entered.WaitForNotification();
   Outcome victim;
@@ -156,13 +163,7 @@ TEST_F(BatcherTest, ExpiredWorkFailsWithoutBeingComputed) {
                                  &observer_);
   ASSERT_TRUE(batcher.ok());
   absl::Notification entered, release;
-  auto blocker = std::make_shared<BatchJob>(
-      BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
-      std::vector<TokenList>(1, TokenList{"w1"}), BatchJob::kNoDeadline,
-      [&](BatchJob&, const absl::Status&) {
-        entered.Notify();
-        release.WaitForNotification();
-      });
+  auto blocker = BlockingJob(entered, release);
   ASSERT_TRUE((*batcher)->Submit(blocker).ok());
   entered.WaitForNotification();
   Outcome late;
@@ -252,13 +253,7 @@ TEST_F(BatcherTest, ConcurrentShutdownsBothWaitForTheDrain) {
   auto batcher = Batcher::Create({.num_workers = 1}, &observer_);
   ASSERT_TRUE(batcher.ok());
   absl::Notification entered, release;
-  auto blocker = std::make_shared<BatchJob>(
-      BatchJob::Key{&model_->tower(0), Pooling::kLast, BatchJob::Kind::kEmbed},
-      std::vector<TokenList>(1, TokenList{"w1"}), BatchJob::kNoDeadline,
-      [&](BatchJob&, const absl::Status&) {
-        entered.Notify();
-        release.WaitForNotification();
-      });
+  auto blocker = BlockingJob(entered, release);
   ASSERT_TRUE((*batcher)->Submit(blocker).ok());
   entered.WaitForNotification();
   Outcome queued;

@@ -10,9 +10,12 @@
 
 #include "model/model.h"
 #include "model/test_data.h"
+#include "tests/golden_compare.h"
 
 namespace ctxembed {
 namespace {
+
+using testing::ExpectClose;
 
 struct Case {
   std::shared_ptr<const Model> model;
@@ -40,20 +43,6 @@ Case LoadCase(const std::string& name) {
          static_cast<std::streamsize>(c.expected.size() * sizeof(float)));
   EXPECT_TRUE(f) << dir << "/expected.f32 is shorter than expected";
   return c;
-}
-
-void ExpectClose(const Eigen::MatrixXf& got, const Eigen::MatrixXf& want,
-                 const std::string& what) {
-  ASSERT_EQ(got.rows(), want.rows()) << what;
-  ASSERT_EQ(got.cols(), want.cols()) << what;
-  for (Eigen::Index j = 0; j < got.cols(); ++j) {
-    for (Eigen::Index i = 0; i < got.rows(); ++i) {
-      const float diff = std::abs(got(i, j) - want(i, j));
-      ASSERT_TRUE(diff <= 1e-5f || diff <= 1e-4f * std::abs(want(i, j)))
-          << what << " sentence " << j << " element " << i << ": got "
-          << got(i, j) << ", NumPy " << want(i, j);
-    }
-  }
 }
 
 class SifGoldenTest : public ::testing::TestWithParam<const char*> {};

@@ -13,11 +13,13 @@
 
 #include "model/model.h"
 #include "model/test_data.h"
+#include "tests/golden_compare.h"
 
 namespace ctxembed {
 namespace {
 
 using Json = nlohmann::json;
+using testing::ExpectClose;
 
 struct Golden {
   std::shared_ptr<const Model> model;
@@ -46,24 +48,6 @@ Golden LoadGolden(const std::string& name) {
   f.seekg(0);
   f.read(reinterpret_cast<char*>(g.data.data()), g.data.size() * 4);
   return g;
-}
-
-// |a - b| <= 1e-5 or <= 1e-4 * |b|, element by element.
-void ExpectClose(const Eigen::Ref<const Eigen::MatrixXf>& got,
-                 const Eigen::Ref<const Eigen::MatrixXf>& want,
-                 const std::string& what) {
-  ASSERT_EQ(got.rows(), want.rows()) << what;
-  ASSERT_EQ(got.cols(), want.cols()) << what;
-  for (Eigen::Index j = 0; j < got.cols(); ++j) {
-    for (Eigen::Index i = 0; i < got.rows(); ++i) {
-      const float diff = std::abs(got(i, j) - want(i, j));
-      if (diff > 1e-5f && diff > 1e-4f * std::abs(want(i, j))) {
-        ADD_FAILURE() << what << " (" << i << ", " << j << "): got "
-                      << got(i, j) << ", PyTorch " << want(i, j);
-        return;
-      }
-    }
-  }
 }
 
 std::vector<TokenList> Tokenize(const Model& model, const Json& texts) {
