@@ -87,6 +87,7 @@ TEST(FastTextVectorsTest, NoSubwordModelGivesZeroForUnknownWords) {
 
 TEST(FastTextVectorsTest, ReadsFilesFromOtherTools) {
   const std::string dir = testing::SharedDir() + "/data/fasttext-external/";
+  if (auto m = testing::MissingSharedData(dir); !m.empty()) GTEST_SKIP() << m;
   struct Case {
     const char* file;
     int dim, model, version;
@@ -107,6 +108,7 @@ TEST(FastTextVectorsTest, ReadsFilesFromOtherTools) {
 
 TEST(FastTextVectorsTest, RefusesFilesFromBeforeVersion09) {
   const std::string dir = testing::SharedDir() + "/data/fasttext-external/";
+  if (auto m = testing::MissingSharedData(dir); !m.empty()) GTEST_SKIP() << m;
   for (const char* f :
        {"non_ascii_fasttext.bin", "cp852_fasttext.bin", "lee_fasttext.bin"}) {
     auto v = LoadWordVectors(dir + f);

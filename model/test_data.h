@@ -5,6 +5,7 @@
 #define CTXEMBED_MODEL_TEST_DATA_H_
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -22,6 +23,16 @@ inline std::string GoldenDir() { return SourceDir() + "/tests/golden"; }
 inline std::string SharedDir() {
   const char* dir = std::getenv("CTXEMBED_SHARED_DIR");
   return dir != nullptr ? dir : SourceDir() + "/../shared";
+}
+
+// "" if `path` exists; otherwise the message a test that needs it skips
+// with (a user's clone has no ../shared; CI's has):
+//   if (auto m = MissingSharedData(dir); !m.empty()) GTEST_SKIP() << m;
+inline std::string MissingSharedData(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) return "";
+  return path + " is missing (../shared is not beside this checkout, or "
+                "CTXEMBED_SHARED_DIR is unset): skipped";
 }
 
 // A fresh directory under /tmp, removed with everything in it when the

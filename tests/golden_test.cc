@@ -155,6 +155,7 @@ class ExternalModelTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(ExternalModelTest, MatchesFastTextCli) {
   const std::string file = testing::SharedDir() +
                            "/data/fasttext-external/" + GetParam() + ".bin";
+  if (auto m = testing::MissingSharedData(file); !m.empty()) GTEST_SKIP() << m;
   auto vectors = LoadWordVectors(file);
   ASSERT_TRUE(vectors.ok()) << vectors.status();
   auto model = Model::FromWordVectors("external", std::move(*vectors));
