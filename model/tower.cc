@@ -83,11 +83,13 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::FromVectors(
 }
 
 absl::Status Tower::CreateSif(const std::string& model_dir) {
+  const bool asked = config_.sif || config_.pooling == Pooling::kSif;
+  if (!asked && !vectors_->has_counts()) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<SifWeights>> sif = SifWeights::Create(
       config_.sif.value_or(SifConfig()), *vectors_, token_dim_, model_dir);
-  if (!config_.sif && config_.pooling != Pooling::kSif) {
-    // Not asked for: offered to requests where the word vectors record
-    // counts, and never a reason to refuse the model.
+  if (!asked) {
+    // Offered to requests where the word vectors record counts, and never a
+    // reason to refuse a model that did not ask for it.
     if (sif.ok()) sif_ = *std::move(sif);
     return absl::OkStatus();
   }

@@ -52,8 +52,7 @@ def absolute_paths(config, model_dir):
                 tower["sif"]["counts"] = os.path.join(model_dir, tower["sif"]["counts"])
     config = json.loads(json.dumps(config))
     config["weights"] = os.path.join(model_dir, config.get("weights", "model.safetensors"))
-    for tower in config.get("towers", {}).values() or [config]:
-        fix(tower)
+    fix(config)  # single-tower models only (main refuses dual encoders)
     return config
 
 

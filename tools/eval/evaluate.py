@@ -109,9 +109,11 @@ def cos(a, b):
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
-def read_stsb(split):
+def read_stsb(split, stsb_dir=None):
+    """[(sentence1, sentence2, score)] of an STS-B split ("train", "dev")."""
     import csv
-    path = os.path.join(SHARED, "data", "eval", "stsb", "stsb-en-%s.csv" % split)
+    stsb_dir = stsb_dir or os.path.join(SHARED, "data", "eval", "stsb")
+    path = os.path.join(stsb_dir, "stsb-en-%s.csv" % split)
     with open(path, encoding="utf-8") as f:
         rows = list(csv.reader(f))
     return [(r[0], r[1], float(r[2])) for r in rows[1:] if len(r) == 3]

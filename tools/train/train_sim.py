@@ -40,7 +40,6 @@ Writes OUT_DIR/{config.json, model.safetensors, vectors.bin,
 sif_components.safetensors, training.json}.
 """
 import argparse
-import csv
 import json
 import math
 import os
@@ -59,27 +58,9 @@ from common import slim_fasttext
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import export_torch  # noqa: E402
 from torch_encoder import tokenize  # noqa: E402
+from eval.evaluate import read_stsb, spearman  # noqa: E402
 
 PUNCT = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-def read_stsb(path):
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    return [(r[0], r[1], float(r[2])) for r in rows[1:] if len(r) == 3]
-
-
-def spearman(a, b):
-    def ranks(x):
-        x = np.asarray(x)
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x))
-        for v in np.unique(x):
-            idx = np.where(x == v)[0]
-            r[idx] = r[idx].mean()
-        return r
-    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
 class Vocab:
@@ -324,9 +305,9 @@ def main():
     def tok(text):
         return tokenize(text, "words_and_punct", lowercase=True)
     train = [(tok(a), tok(b), s) for a, b, s in
-             read_stsb(os.path.join(args.stsb, "stsb-en-train.csv"))]
+             read_stsb("train", args.stsb)]
     dev = [(tok(a), tok(b), s) for a, b, s in
-           read_stsb(os.path.join(args.stsb, "stsb-en-dev.csv"))]
+           read_stsb("dev", args.stsb)]
     pairs = load_pairs(args.corpus)
     wic = load_wic(args.corpus, tok)
     wic_words = sorted(wic)
