@@ -1,12 +1,13 @@
 #include "server/embedder_service.h"
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
-#include "server/batcher.h"
-#include "server/clock.h"
+#include "scheduling/batcher.h"
+#include "scheduling/clock.h"
 #include "server/grpc_status.h"
 #include "server/log.h"
 #include "server/request_parser.h"
@@ -20,31 +21,27 @@ double SecondsSince(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
-// The job's deadline, from the call's, on the batcher's clock.
-int64_t DeadlineMicros(const grpc::CallbackServerContext* context) {
+// The job's deadline, from the call's, on `clock` (the batcher's).
+int64_t DeadlineMicros(const grpc::CallbackServerContext* context,
+                       const Clock* clock) {
   const auto left = context->deadline() - std::chrono::system_clock::now();
-  if (left > std::chrono::hours(24 * 365)) return BatchJob::kNoDeadline;
-  return Clock::Real()->NowMicros() +
+  if (left > std::chrono::hours(24 * 365)) return Task::kNoDeadline;
+  return clock->NowMicros() +
          std::chrono::duration_cast<std::chrono::microseconds>(left).count();
 }
 
 // The job for a prepared request; `done` will receive it when it ends.
-std::shared_ptr<BatchJob> MakeJob(PreparedEmbed& prepared,
+std::shared_ptr<EmbedJob> MakeJob(PreparedEmbed& prepared,
                                   int64_t deadline_micros,
-                                  BatchJob::Done done) {
-  return std::make_shared<BatchJob>(prepared.key,
+                                  EmbedJob::Done done) {
+  return std::make_shared<EmbedJob>(prepared.spec,
                                     std::move(prepared.sentences),
                                     deadline_micros, std::move(done));
 }
 
-// Hands `job` to `batcher`, or runs it here when the model has none. Errors
-// end the job (through its done callback) like everything else.
-void RunJob(const std::shared_ptr<BatchJob>& job, Batcher* batcher) {
-  if (batcher == nullptr) {
-    thread_local TowerScratch scratch;
-    RunJobInline(job, scratch);
-    return;
-  }
+// Hands `job` to `batcher`; a refusal ends the job (through its done
+// callback) like everything else.
+void RunJob(const std::shared_ptr<EmbedJob>& job, Batcher* batcher) {
   absl::Status submitted = batcher->Submit(job);
   if (!submitted.ok()) job->Fail(submitted);
 }
@@ -56,8 +53,14 @@ absl::Status WithRequestId(const absl::Status& status,
                                                   ": ", status.message()));
 }
 
-// One batched unary call. Deletes itself when gRPC is done with it.
-template <typename Response>
+// One unary call whose work runs as jobs on a model's batcher (one job, or
+// two for a dual-encoder Score). Deletes itself when gRPC is done with it.
+//
+// Lifetime: the call ends (Finish) only in the callback of its last job to
+// end, after every other job's callback has passed its last use of the
+// call (the remaining_ countdown), so no callback can touch a deleted call.
+// A failed job cancels its siblings so the call ends promptly.
+template <typename Request, typename Response>
 class BatchedCall : public grpc::ServerUnaryReactor {
  public:
   BatchedCall(Method method, ServerMetrics* metrics, grpc::ByteBuffer* out)
@@ -75,44 +78,92 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     End(status);
   }
 
-  // Runs on the thread that finishes the job.
-  void Complete(const v1::EmbedRequest& request, const Model& model,
-                BatchJob& job, const absl::Status& status) {
-    if (status.ok()) {
+  // Makes one job per spec, submits them to `batcher`, and from then on the
+  // jobs end the call. The caller must not touch the call afterwards (gRPC
+  // runs OnDone only after the method handler returns, so the handler
+  // itself may still return it).
+  void Run(const std::vector<EmbedJob::Spec>& specs,
+           std::vector<std::vector<TokenList>> sentences,
+           std::shared_ptr<const Model> model, Batcher* batcher,
+           int64_t deadline_micros) {
+    const int n = static_cast<int>(specs.size());
+    statuses_.resize(n);
+    remaining_.store(n);
+    {
+      MutexLock lock(&mu_);
+      batcher_ = batcher;
+      for (int k = 0; k < n; ++k) {
+        jobs_.push_back(std::make_shared<EmbedJob>(
+            specs[k], std::move(sentences[k]), deadline_micros,
+            [this, k, model](EmbedJob&, const absl::Status& status) {
+              OnJobDone(k, *model, status);
+            }));
+      }
+    }
+    std::vector<std::shared_ptr<EmbedJob>> jobs;
+    {
+      MutexLock lock(&mu_);
+      jobs = jobs_;
+    }
+    for (const auto& job : jobs) {
+      if (!job->finished()) RunJob(job, batcher);  // a sibling may have failed
+    }
+  }
+
+  void OnCancel() override { CancelJobs(-1); }
+
+  void OnDone() override { delete this; }
+
+  Request request;
+
+ private:
+  // Runs on the thread that ends job k.
+  void OnJobDone(int k, const Model& model, const absl::Status& status) {
+    statuses_[k] = status;
+    if (!status.ok()) CancelJobs(k);
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    // The last job: every other callback is past its last use of `this`.
+    std::vector<std::shared_ptr<EmbedJob>> jobs;
+    {
+      MutexLock lock(&mu_);
+      jobs = jobs_;
+    }
+    absl::Status result;
+    for (const absl::Status& s : statuses_) {
+      if (!s.ok()) {
+        result = s;
+        break;
+      }
+    }
+    if (result.ok()) {
       Response response;
       if constexpr (std::is_same_v<Response, v1::EmbedResponse>) {
-        RequestHandler::FillEmbedResponse(request, model, job, &response);
+        RequestHandler::FillEmbedResponse(request, model, *jobs[0], &response);
+      } else if constexpr (std::is_same_v<Response, v1::EmbedTokensResponse>) {
+        RequestHandler::FillTokensResponse(request, model, *jobs[0], &response);
       } else {
-        RequestHandler::FillTokensResponse(request, model, job, &response);
+        RequestHandler::FillScoreResponse(request, model, jobs, &response);
       }
       metrics_->RecordTokens(model.name(), response.usage().tokens());
       SerializeResponse(response, out_);
     }
-    End(status);
+    End(result);
   }
 
-  void set_job(std::shared_ptr<BatchJob> job, Batcher* batcher) {
-    absl::MutexLock lock(&mu_);
-    job_ = std::move(job);
-    batcher_ = batcher;
-  }
-
-  void OnCancel() override {
-    std::shared_ptr<BatchJob> job;
+  // Cancels every job but `except` (which has ended).
+  void CancelJobs(int except) {
+    std::vector<std::shared_ptr<EmbedJob>> jobs;
     Batcher* batcher;
     {
-      absl::MutexLock lock(&mu_);
-      job = job_;
+      MutexLock lock(&mu_);
+      jobs = jobs_;
       batcher = batcher_;
     }
-    if (job != nullptr && batcher != nullptr) batcher->Cancel(job);
+    for (int k = 0; k < static_cast<int>(jobs.size()); ++k) {
+      if (k != except && !jobs[k]->finished()) batcher->Cancel(jobs[k]);
+    }
   }
 
-  void OnDone() override { delete this; }
-
-  v1::EmbedRequest request;
-
- private:
   void End(const absl::Status& status) {
     metrics_->RecordRequest(method_, status.code(), SecondsSince(start_));
     metrics_->AddInflight(-1);
@@ -123,8 +174,11 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const out_;
   const SteadyClock::time_point start_;
-  absl::Mutex mu_;
-  std::shared_ptr<BatchJob> job_ ABSL_GUARDED_BY(mu_);
+  // Slot k is written only by job k's callback, before its countdown.
+  std::vector<absl::Status> statuses_;
+  std::atomic<int> remaining_{0};
+  Mutex mu_;
+  std::vector<std::shared_ptr<EmbedJob>> jobs_ ABSL_GUARDED_BY(mu_);
   Batcher* batcher_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
@@ -151,7 +205,7 @@ class EmbedStreamReactor
       : handler_(handler),
         metrics_(metrics),
         max_inflight_(max_inflight),
-        deadline_micros_(DeadlineMicros(context)) {
+        context_(context) {
     metrics_->AddInflight(1);
     reading_ = true;
     StartRead(&in_);
@@ -161,7 +215,7 @@ class EmbedStreamReactor
     if (!ok) {  // the client half-closed (or went away)
       Actions actions;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         reading_ = false;
         reads_done_ = true;
         actions = NextActionsLocked();
@@ -175,7 +229,7 @@ class EmbedStreamReactor
   void OnWriteDone(bool ok) override {
     Actions actions;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) {
         failed_ = true;
@@ -189,9 +243,9 @@ class EmbedStreamReactor
   }
 
   void OnCancel() override {
-    std::vector<std::pair<std::shared_ptr<BatchJob>, Batcher*>> jobs;
+    std::vector<std::pair<std::shared_ptr<EmbedJob>, Batcher*>> jobs;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       for (auto& [seq, slot] : pending_) {
         jobs.emplace_back(slot.job, slot.batcher);
       }
@@ -205,7 +259,7 @@ class EmbedStreamReactor
     metrics_->AddInflight(-1);
     bool last;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       grpc_done_ = true;
       last = callbacks_ == 0;
     }
@@ -215,7 +269,7 @@ class EmbedStreamReactor
  private:
   struct Slot {
     std::shared_ptr<v1::EmbedRequest> request;
-    std::shared_ptr<BatchJob> job;
+    std::shared_ptr<EmbedJob> job;
     Batcher* batcher = nullptr;
     bool done = false;
     absl::Status status;
@@ -232,7 +286,7 @@ class EmbedStreamReactor
     absl::Status status;
     // Unfinished jobs to end before finishing: their callbacks use `this`,
     // which gRPC deletes after Finish.
-    std::vector<std::shared_ptr<BatchJob>> abandon;
+    std::vector<std::shared_ptr<EmbedJob>> abandon;
   };
 
   void Run(Actions a) {
@@ -246,7 +300,7 @@ class EmbedStreamReactor
       if (!a.issuing) return;
       // A Finish held back while these operations were being issued may be
       // due now.
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       --issuing_;
       a = NextActionsLocked();
     }
@@ -258,9 +312,9 @@ class EmbedStreamReactor
     absl::Status parsed = ParseRequest(in_, request.get());
     absl::StatusOr<PreparedEmbed> prepared =
         parsed.ok()
-            ? handler_->Prepare(*request, BatchJob::Kind::kEmbed, &stats)
+            ? handler_->Prepare(*request, EmbedJob::Kind::kEmbed, &stats)
             : absl::StatusOr<PreparedEmbed>(parsed);
-    std::shared_ptr<BatchJob> job;
+    std::shared_ptr<EmbedJob> job;
     Batcher* batcher = nullptr;
     int64_t seq;
     std::shared_ptr<const Model> model;
@@ -270,7 +324,7 @@ class EmbedStreamReactor
     }
     Actions actions;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       reading_ = false;
       seq = next_seq_++;
       Slot& slot = pending_[seq];
@@ -279,8 +333,8 @@ class EmbedStreamReactor
       slot.batcher = batcher;
       if (prepared.ok()) {
         ++callbacks_;  // released at the end of the job's callback
-        job = MakeJob(*prepared, deadline_micros_,
-                      [this, seq, model](BatchJob& job, const absl::Status& s) {
+        job = MakeJob(*prepared, DeadlineMicros(context_, batcher->clock()),
+                      [this, seq, model](EmbedJob& job, const absl::Status& s) {
                         OnJobDone(seq, &job, model.get(), s);
                         ReleaseCallback();
                       });
@@ -298,12 +352,12 @@ class EmbedStreamReactor
   }
 
   // Runs on the thread that finished the job.
-  void OnJobDone(int64_t seq, BatchJob* job, const Model* model,
+  void OnJobDone(int64_t seq, EmbedJob* job, const Model* model,
                  absl::Status status) {
     std::shared_ptr<v1::EmbedRequest> request;
     std::chrono::steady_clock::time_point start;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       request = pending_[seq].request;
       start = pending_[seq].start;
     }
@@ -321,7 +375,7 @@ class EmbedStreamReactor
             .count());
     Actions actions;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       Slot& slot = pending_[seq];
       slot.done = true;
       slot.status = status;
@@ -336,7 +390,7 @@ class EmbedStreamReactor
   void ReleaseCallback() {
     bool last;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       last = --callbacks_ == 0 && grpc_done_;
     }
     if (last) delete this;
@@ -382,10 +436,10 @@ class EmbedStreamReactor
   const RequestHandler* const handler_;
   ServerMetrics* const metrics_;
   const int max_inflight_;
-  const int64_t deadline_micros_;
+  const grpc::CallbackServerContext* const context_;  // for its deadline
   grpc::ByteBuffer in_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::map<int64_t, Slot> pending_ ABSL_GUARDED_BY(mu_);
   int64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_write_ ABSL_GUARDED_BY(mu_) = 0;
@@ -433,9 +487,9 @@ grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
 
 template <typename Response>
 grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
-    Method method, BatchJob::Kind kind, grpc::CallbackServerContext* context,
+    Method method, EmbedJob::Kind kind, grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  auto* call = new BatchedCall<Response>(method, metrics_, out);
+  auto* call = new BatchedCall<v1::EmbedRequest, Response>(method, metrics_, out);
   CallStats stats;
   absl::Status parsed = ParseRequest(*in, &call->request);
   absl::StatusOr<PreparedEmbed> prepared =
@@ -445,24 +499,18 @@ grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
     call->Reject(prepared.status(), stats);
     return call;
   }
-  std::shared_ptr<const Model> model = prepared->servable.model;
   Batcher* batcher = prepared->servable.batcher.get();
-  std::shared_ptr<BatchJob> job = MakeJob(
-      *prepared, DeadlineMicros(context),
-      [call, model](BatchJob& job, const absl::Status& status) {
-        call->Complete(call->request, *model, job, status);
-      });
-  call->set_job(job, batcher);
-  // The job may end the call before RunJob returns: `call` is not touched
-  // after this line (gRPC runs OnDone only after this handler returns).
-  RunJob(job, batcher);
+  std::vector<std::vector<TokenList>> sentences;
+  sentences.push_back(std::move(prepared->sentences));
+  call->Run({prepared->spec}, std::move(sentences), prepared->servable.model,
+            batcher, DeadlineMicros(context, batcher->clock()));
   return call;
 }
 
 grpc::ServerUnaryReactor* EmbedderService::Embed(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeBatched<v1::EmbedResponse>(Method::kEmbed, BatchJob::Kind::kEmbed,
+  return ServeBatched<v1::EmbedResponse>(Method::kEmbed, EmbedJob::Kind::kEmbed,
                                          context, request, response);
 }
 
@@ -470,7 +518,7 @@ grpc::ServerUnaryReactor* EmbedderService::EmbedTokens(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return ServeBatched<v1::EmbedTokensResponse>(
-      Method::kEmbedTokens, BatchJob::Kind::kEmbedTokens, context, request,
+      Method::kEmbedTokens, EmbedJob::Kind::kEmbedTokens, context, request,
       response);
 }
 
@@ -483,11 +531,22 @@ EmbedderService::EmbedStream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* EmbedderService::Score(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeUnary<v1::ScoreRequest, v1::ScoreResponse>(
-      Method::kScore, context, request, response,
-      [this](const auto& req, auto* resp, CallStats* stats) {
-        return handler_->Score(req, resp, stats);
-      });
+  auto* call = new BatchedCall<v1::ScoreRequest, v1::ScoreResponse>(
+      Method::kScore, metrics_, response);
+  CallStats stats;
+  absl::Status parsed = ParseRequest(*request, &call->request);
+  absl::StatusOr<PreparedScore> prepared =
+      parsed.ok() ? handler_->PrepareScore(call->request, &stats)
+                  : absl::StatusOr<PreparedScore>(parsed);
+  if (!prepared.ok()) {
+    call->Reject(prepared.status(), stats);
+    return call;
+  }
+  Batcher* batcher = prepared->servable.batcher.get();
+  call->Run(prepared->specs, std::move(prepared->sentences),
+            prepared->servable.model, batcher,
+            DeadlineMicros(context, batcher->clock()));
+  return call;
 }
 
 grpc::ServerUnaryReactor* EmbedderService::Tokenize(

@@ -6,7 +6,7 @@
 
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "server/metrics.h"
-#include "server/request_handler.h"
+#include "inference/request_handler.h"
 
 namespace ctxembed {
 
@@ -61,7 +61,7 @@ class EmbedderService final : public RawEmbedderService {
                                        grpc::ByteBuffer* out, Call call);
 
   template <typename Response>
-  grpc::ServerUnaryReactor* ServeBatched(Method method, BatchJob::Kind kind,
+  grpc::ServerUnaryReactor* ServeBatched(Method method, EmbedJob::Kind kind,
                                          grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out);

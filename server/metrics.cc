@@ -139,7 +139,7 @@ void ServerMetrics::ModelObserver::OnRejected(const char* reason) {
 }
 
 ServerMetrics::PerModel& ServerMetrics::ModelSeries(const std::string& model) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   PerModel& series = per_model_[model];
   if (series.inference == nullptr) {
     const prometheus::Labels labels = {{"model", model}};

@@ -17,8 +17,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
-#include "server/batcher.h"
+#include "scheduling/mutex.h"
+#include "scheduling/batcher.h"
 
 namespace ctxembed {
 
@@ -120,7 +120,7 @@ class ServerMetrics {
   std::array<prometheus::Counter*, kNumMethods> ok_requests_;
   std::array<prometheus::Histogram*, kNumMethods> durations_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   // node_hash_map: RecordInference keeps a reference after unlocking.
   absl::node_hash_map<std::string, PerModel> per_model_ ABSL_GUARDED_BY(mu_);
 };

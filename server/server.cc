@@ -55,6 +55,9 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     const Options& options) {
   CTXEMBED_RETURN_IF_ERROR(ValidateOptions(options));
   std::unique_ptr<EmbeddingServer> s(new EmbeddingServer(options));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      s->scheduler_,
+      Scheduler::Create({.num_workers = options.num_batch_workers}));
   if (!options.metrics_address.empty()) {
     try {
       s->exposer_ = std::make_unique<prometheus::Exposer>(
@@ -98,19 +101,21 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   const auto start = std::chrono::steady_clock::now();
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
                             Model::Load(model_dir));
-  std::shared_ptr<Batcher> batcher;
-  if (options_.batching) {
-    Batcher::Options b;
-    b.queue = options_.batch;
-    b.num_workers = options_.num_batch_workers;
-    b.max_queue_wait_micros = options_.max_queue_wait_micros;
-    CTXEMBED_ASSIGN_OR_RETURN(
-        std::unique_ptr<Batcher> created,
-        Batcher::Create(b, metrics_.ForModel(model->name())));
-    batcher = std::move(created);
-    metrics_.SetQueueCapacity(model->name(), b.queue.max_queue_sentences);
+  Batcher::Options b;
+  b.queue = options_.batch;
+  b.max_queue_wait_micros = options_.max_queue_wait_micros;
+  if (!options_.batching) {
+    // Each request runs on its own, through the same queue, admission and
+    // deadlines as batched ones.
+    b.queue.one_task_per_batch = true;
+    b.queue.max_queue_delay_micros = 0;
   }
-  CTXEMBED_RETURN_IF_ERROR(models_.Add(model, batcher));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      std::unique_ptr<Batcher> batcher,
+      Batcher::Create(b, RunEmbedBatch, metrics_.ForModel(model->name()),
+                      scheduler_));
+  metrics_.SetQueueCapacity(model->name(), b.queue.max_queue_sentences);
+  CTXEMBED_RETURN_IF_ERROR(models_.Add(model, std::move(batcher)));
   // Warm-up: one pass through every code path a request takes.
   v1::EmbedRequest warm;
   warm.add_inputs("warm up the model");
@@ -140,10 +145,10 @@ void EmbeddingServer::SetServing(bool serving) {
 
 void EmbeddingServer::Shutdown() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (server_ == nullptr) return;
     if (shut_down_) {  // another call is shutting down: wait until it has
-      mu_.Await(absl::Condition(&stopped_));
+      while (!stopped_) stopped_cv_.Wait(&mu_);
       return;
     }
     shut_down_ = true;
@@ -152,8 +157,9 @@ void EmbeddingServer::Shutdown() {
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(options_.drain_timeout_ms);
-  // Batchers drain in parallel, sharing one deadline; their calls end as
-  // they do (OK, or UNAVAILABLE past the deadline).
+  // Batchers drain in parallel (on the shared workers), sharing one
+  // deadline; their calls end as they do (OK, or UNAVAILABLE past the
+  // deadline).
   std::vector<std::thread> drains;
   for (const auto& batcher : models_.Batchers()) {
     drains.emplace_back([batcher, deadline] {
@@ -164,13 +170,14 @@ void EmbeddingServer::Shutdown() {
     });
   }
   for (auto& t : drains) t.join();
-  // Unbatched calls still running get what is left of the drain time.
+  // Calls still finishing get what is left of the drain time.
   const auto left = std::max(deadline - std::chrono::steady_clock::now(),
                              std::chrono::steady_clock::duration::zero());
   server_->Shutdown(std::chrono::system_clock::now() + left);
   server_->Wait();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   stopped_ = true;
+  stopped_cv_.SignalAll();
 }
 
 int EmbeddingServer::metrics_port() const {

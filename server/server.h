@@ -15,8 +15,9 @@
 #include "absl/status/statusor.h"
 #include "server/embedder_service.h"
 #include "server/metrics.h"
-#include "server/model_registry.h"
-#include "server/request_handler.h"
+#include "inference/model_registry.h"
+#include "inference/request_handler.h"
+#include "scheduling/scheduler.h"
 
 namespace ctxembed {
 
@@ -36,11 +37,12 @@ class EmbeddingServer {
     // How long Shutdown lets queued and in-flight calls finish before
     // failing them with UNAVAILABLE.
     int64_t drain_timeout_ms = 10000;
-    // Dynamic batching (per model); false runs every call on its own.
+    // Dynamic batching (per model); false runs every call as a batch of its
+    // own, still through the scheduler (queue limits, deadlines, metrics).
     bool batching = true;
     // Batch and queue limits (see BatchQueue::Options).
     BatchQueue::Options batch;
-    // Threads running batches per model; 0 means one per core.
+    // Threads running batches, shared by all models; 0 means one per core.
     int num_batch_workers = 0;
     // Refuse work that would wait longer than this (0: no bound but
     // batch.max_queue_sentences); see Batcher::Options.
@@ -87,15 +89,17 @@ class EmbeddingServer {
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   ServerMetrics metrics_;
+  std::shared_ptr<Scheduler> scheduler_;  // shared by every model's batcher
   ModelRegistry models_;
   RequestHandler handler_;
   EmbedderService service_;
   std::unique_ptr<grpc::Server> server_;
   int grpc_port_ = 0;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown has begun
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;    // ... and has finished
+  CondVar stopped_cv_;
 };
 
 }  // namespace ctxembed

@@ -23,11 +23,18 @@ using grpc::health::v1::HealthCheckResponse;
 
 class EndToEndTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  static EmbeddingServer::Options DefaultOptions() {
     EmbeddingServer::Options options;
     options.grpc_address = "127.0.0.1:0";
     options.metrics_address = "";  // the Exposer is tested with the binary
     options.max_inputs_per_request = 8;
+    return options;
+  }
+
+  void SetUp() override { StartServer(DefaultOptions()); }
+
+  void StartServer(const EmbeddingServer::Options& options) {
+    server_.reset();
     auto server = EmbeddingServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -345,6 +352,80 @@ TEST_F(EndToEndTest, ConcurrentClientsGetIdenticalAnswers) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(mismatches, 0);
+}
+
+// The histogram samples of `name` for `model`: count of observations
+// above `threshold`, and in all.
+std::pair<uint64_t, uint64_t> HistogramAbove(prometheus::Registry& registry,
+                                             const std::string& name,
+                                             const std::string& model,
+                                             double threshold) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& metric : family.metric) {
+      bool ours = false;
+      for (const auto& label : metric.label) {
+        ours |= label.name == "model" && label.value == model;
+      }
+      if (!ours) continue;
+      uint64_t at_most = 0;
+      for (const auto& bucket : metric.histogram.bucket) {
+        if (bucket.upper_bound <= threshold) {
+          at_most = std::max<uint64_t>(at_most, bucket.cumulative_count);
+        }
+      }
+      return {metric.histogram.sample_count - at_most,
+              metric.histogram.sample_count};
+    }
+  }
+  return {0, 0};
+}
+
+// Score goes through the model's batcher like Embed: under 64 concurrent
+// callers pairs of different calls share batches, and a full queue refuses
+// calls with RESOURCE_EXHAUSTED while the others are answered.
+TEST_F(EndToEndTest, ScoreIsBatchedAndRefusedUnderOverloadLikeEmbed) {
+  EmbeddingServer::Options options = DefaultOptions();
+  options.num_batch_workers = 1;
+  options.batch.max_queue_sentences = 16;
+  StartServer(options);
+  ASSERT_TRUE(
+      server_->LoadModel(testing::GoldenDir() + "/torch/lstm_bi_2l_last").ok());
+  server_->SetServing(true);
+  std::string text;
+  for (int w = 0; w < 60; ++w) text += "w" + std::to_string(w % 40) + " ";
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 64; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        v1::ScoreRequest req;
+        req.add_pairs()->set_a(text);
+        req.mutable_pairs(0)->set_b(text);
+        req.set_truncate(true);
+        v1::ScoreResponse resp;
+        grpc::ClientContext ctx;
+        const grpc::Status s = stub_->Score(&ctx, req, &resp);
+        if (s.ok() && resp.scores_size() == 1 &&
+            std::abs(resp.scores(0) - 1.0f) < 1e-5f) {
+          ++ok;
+        } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++refused;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other, 0);
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(refused, 0) << "16 queued sentences cannot hold 64 callers' pairs";
+  // One call is one job of 2 sentences: batches of more held several calls.
+  const auto [merged, batches] = HistogramAbove(
+      server_->registry(), "ctxembed_batch_size", "lstm_bi_2l_last", 2);
+  EXPECT_GT(batches, 0u);
+  EXPECT_GT(merged, 0u) << "no batch held more than one Score call";
 }
 
 TEST_F(EndToEndTest, ShutdownRefusesNewCalls) {

@@ -30,7 +30,7 @@
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "model/status_macros.h"
 #include "server/grpc_status.h"
-#include "server/request_handler.h"
+#include "inference/request_handler.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "server address host:port");
 ABSL_FLAG(bool, local, false, "run the model in this process, no server");

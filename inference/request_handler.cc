@@ -1,4 +1,4 @@
-#include "server/request_handler.h"
+#include "inference/request_handler.h"
 
 #include <chrono>
 #include <vector>
@@ -6,7 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
 #include "model/utf8.h"
-#include "server/batcher.h"
+#include "scheduling/batcher.h"
+#include "scheduling/mutex.h"
 
 namespace ctxembed {
 namespace {
@@ -15,18 +16,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 double SecondsSince(SteadyClock::time_point start) {
   return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
-
-// Per-thread scratch, so the hot path reuses its buffers across calls.
-struct Scratch {
-  std::vector<TokenList> sentences;
-  TowerScratch tower;
-  Eigen::MatrixXf vectors, other;
-};
-
-Scratch& ThreadScratch() {
-  thread_local Scratch scratch;
-  return scratch;
 }
 
 absl::Status CheckCount(int count, int limit, absl::string_view what) {
@@ -145,18 +134,18 @@ absl::StatusOr<RequestHandler::Target> RequestHandler::Resolve(
 }
 
 absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
-    const v1::EmbedRequest& request, BatchJob::Kind kind,
+    const v1::EmbedRequest& request, EmbedJob::Kind kind,
     CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
       Target t, Resolve(request.model(), request.tower(),
                         request.inputs_size(), "inputs", stats));
   PreparedEmbed prepared;
   prepared.servable = t.servable;
-  prepared.key.tower = t.tower;
-  prepared.key.kind = kind;
-  if (kind == BatchJob::Kind::kEmbed) {
+  prepared.spec.tower = t.tower;
+  prepared.spec.kind = kind;
+  if (kind == EmbedJob::Kind::kEmbed) {
     CTXEMBED_ASSIGN_OR_RETURN(
-        prepared.key.pooling,
+        prepared.spec.pooling,
         ResolvePooling(*t.model, *t.tower, request.pooling()));
   }
   CTXEMBED_ASSIGN_OR_RETURN(stats->tokens,
@@ -166,7 +155,7 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
 }
 
 void RequestHandler::FillEmbedResponse(const v1::EmbedRequest& request,
-                                       const Model& model, BatchJob& job,
+                                       const Model& model, EmbedJob& job,
                                        v1::EmbedResponse* response) {
   Eigen::MatrixXf& vectors = job.vectors();
   int64_t tokens = 0;
@@ -183,7 +172,7 @@ void RequestHandler::FillEmbedResponse(const v1::EmbedRequest& request,
 }
 
 void RequestHandler::FillTokensResponse(const v1::EmbedRequest& request,
-                                        const Model& model, BatchJob& job,
+                                        const Model& model, EmbedJob& job,
                                         v1::EmbedTokensResponse* response) {
   int64_t tokens = 0;
   for (int i = 0; i < job.size(); ++i) {
@@ -206,16 +195,52 @@ void RequestHandler::FillTokensResponse(const v1::EmbedRequest& request,
 
 namespace {
 
-// Runs a prepared request on the calling thread, as one batch.
-std::shared_ptr<BatchJob> RunInline(PreparedEmbed& prepared,
-                                    CallStats* stats) {
-  auto job = std::make_shared<BatchJob>(
-      prepared.key, std::move(prepared.sentences), BatchJob::kNoDeadline,
-      [](BatchJob&, const absl::Status&) {});
+// What a job told its waiting caller.
+struct Outcome {
+  Notification done;
+  absl::Status status;
+};
+
+// Runs `jobs` on `batcher` (inline, on this thread, without one) and waits
+// for all of them; the first error, or OK.
+absl::Status RunAndWait(const std::vector<std::shared_ptr<EmbedJob>>& jobs,
+                        std::vector<Outcome>& outcomes, Batcher* batcher,
+                        CallStats* stats) {
   const auto start = SteadyClock::now();
-  RunJobInline(job, ThreadScratch().tower);
+  for (const auto& job : jobs) {
+    if (batcher == nullptr) {
+      RunJobInline(job);
+      continue;
+    }
+    absl::Status submitted = batcher->Submit(job);
+    if (!submitted.ok()) job->Fail(submitted);
+  }
+  absl::Status status;
+  for (Outcome& o : outcomes) {
+    o.done.WaitForNotification();
+    if (status.ok()) status = o.status;
+  }
   stats->inference_seconds = SecondsSince(start);
-  return job;
+  return status;
+}
+
+// Jobs for `specs` and `sentences` (one job each) whose outcomes land in
+// *outcomes.
+std::vector<std::shared_ptr<EmbedJob>> MakeWaitedJobs(
+    const std::vector<EmbedJob::Spec>& specs,
+    std::vector<std::vector<TokenList>>& sentences,
+    std::vector<Outcome>* outcomes) {
+  std::vector<std::shared_ptr<EmbedJob>> jobs;
+  for (size_t k = 0; k < specs.size(); ++k) {
+    Outcome* o = &(*outcomes)[k];
+    jobs.push_back(std::make_shared<EmbedJob>(
+        specs[k], std::move(sentences[k]), Task::kNoDeadline,
+        [o](EmbedJob&, const absl::Status& status) {
+          o->status = status;
+          o->done.Notify();
+        }));
+  }
+  return jobs;
 }
 
 }  // namespace
@@ -224,9 +249,14 @@ absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
                                    v1::EmbedResponse* response,
                                    CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(PreparedEmbed prepared,
-                            Prepare(request, BatchJob::Kind::kEmbed, stats));
-  std::shared_ptr<BatchJob> job = RunInline(prepared, stats);
-  FillEmbedResponse(request, *prepared.servable.model, *job, response);
+                            Prepare(request, EmbedJob::Kind::kEmbed, stats));
+  std::vector<std::vector<TokenList>> sentences = {
+      std::move(prepared.sentences)};
+  std::vector<Outcome> outcomes(1);
+  auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
+  CTXEMBED_RETURN_IF_ERROR(
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+  FillEmbedResponse(request, *prepared.servable.model, *jobs[0], response);
   return absl::OkStatus();
 }
 
@@ -235,63 +265,96 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
                                          CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
       PreparedEmbed prepared,
-      Prepare(request, BatchJob::Kind::kEmbedTokens, stats));
-  std::shared_ptr<BatchJob> job = RunInline(prepared, stats);
-  FillTokensResponse(request, *prepared.servable.model, *job, response);
+      Prepare(request, EmbedJob::Kind::kEmbedTokens, stats));
+  std::vector<std::vector<TokenList>> sentences = {
+      std::move(prepared.sentences)};
+  std::vector<Outcome> outcomes(1);
+  auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
+  CTXEMBED_RETURN_IF_ERROR(
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+  FillTokensResponse(request, *prepared.servable.model, *jobs[0], response);
   return absl::OkStatus();
 }
 
-absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
-                                   v1::ScoreResponse* response,
-                                   CallStats* stats) const {
+absl::StatusOr<PreparedScore> RequestHandler::PrepareScore(
+    const v1::ScoreRequest& request, CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
       Target t,
       Resolve(request.model(), "", request.pairs_size(), "pairs", stats));
   const Model& model = *t.model;
   const int n = request.pairs_size();
-  Scratch& s = ThreadScratch();
-  // Texts a, then texts b: one batch for a single encoder, one per tower
-  // for a dual encoder (a through enc0, b through enc1).
-  s.sentences.resize(2 * n);
+  // Texts a, then texts b: one job for a single encoder, one per tower for
+  // a dual encoder (a through enc0, b through enc1).
+  std::vector<TokenList> all(2 * n);
   for (int i = 0; i < n; ++i) {
     const v1::Pair& pair = request.pairs(i);
     CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.a(), request.truncate(),
                                            InputLabel{"pair", i, " text a"},
-                                           &s.sentences[i]));
+                                           &all[i]));
     CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.b(), request.truncate(),
                                            InputLabel{"pair", i, " text b"},
-                                           &s.sentences[n + i]));
-    stats->tokens += static_cast<int64_t>(s.sentences[i].size() +
-                                          s.sentences[n + i].size());
+                                           &all[n + i]));
+    stats->tokens += static_cast<int64_t>(all[i].size() + all[n + i].size());
   }
-  const auto start = SteadyClock::now();
-  absl::Span<const TokenList> all(s.sentences);
+  PreparedScore prepared;
+  prepared.servable = t.servable;
   const Tower& a = model.tower(0);
+  prepared.specs.push_back({&a, a.pooling(), EmbedJob::Kind::kEmbed});
   if (model.num_towers() == 1) {
-    a.Embed(all, a.pooling(), s.tower, &s.vectors);
-    s.other = s.vectors.rightCols(n);
-    s.vectors.conservativeResize(Eigen::NoChange, n);
+    prepared.sentences.push_back(std::move(all));
   } else {
     const Tower& b = model.tower(1);
-    a.Embed(all.subspan(0, n), a.pooling(), s.tower, &s.vectors);
-    b.Embed(all.subspan(n), b.pooling(), s.tower, &s.other);
+    prepared.specs.push_back({&b, b.pooling(), EmbedJob::Kind::kEmbed});
+    prepared.sentences.emplace_back(std::make_move_iterator(all.begin()),
+                                    std::make_move_iterator(all.begin() + n));
+    prepared.sentences.emplace_back(std::make_move_iterator(all.begin() + n),
+                                    std::make_move_iterator(all.end()));
+  }
+  return prepared;
+}
+
+void RequestHandler::FillScoreResponse(
+    const v1::ScoreRequest& request, const Model& model,
+    const std::vector<std::shared_ptr<EmbedJob>>& jobs,
+    v1::ScoreResponse* response) {
+  const int n = request.pairs_size();
+  Eigen::MatrixXf a, b;
+  if (jobs.size() == 1) {
+    a = jobs[0]->vectors().leftCols(n);
+    b = jobs[0]->vectors().rightCols(n);
+  } else {
+    a = jobs[0]->vectors();
+    b = jobs[1]->vectors();
   }
   if (const Comparator* comparator = model.comparator()) {
-    for (float score : comparator->Score(s.vectors, s.other)) {
-      response->add_scores(score);
-    }
+    for (float score : comparator->Score(a, b)) response->add_scores(score);
   } else {
     for (int i = 0; i < n; ++i) {
       // The cosine; 0 when either text has no vector.
-      NormalizeL2(s.vectors.col(i));
-      NormalizeL2(s.other.col(i));
-      response->add_scores(s.vectors.col(i).dot(s.other.col(i)));
+      NormalizeL2(a.col(i));
+      NormalizeL2(b.col(i));
+      response->add_scores(a.col(i).dot(b.col(i)));
     }
   }
-  stats->inference_seconds = SecondsSince(start);
+  int64_t tokens = 0;
+  for (const auto& job : jobs) {
+    for (int i = 0; i < job->size(); ++i) tokens += job->length(i);
+  }
   response->set_model(model.name());
-  response->mutable_usage()->set_tokens(stats->tokens);
+  response->mutable_usage()->set_tokens(tokens);
   response->set_request_id(request.request_id());
+}
+
+absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
+                                   v1::ScoreResponse* response,
+                                   CallStats* stats) const {
+  CTXEMBED_ASSIGN_OR_RETURN(PreparedScore prepared,
+                            PrepareScore(request, stats));
+  std::vector<Outcome> outcomes(prepared.specs.size());
+  auto jobs = MakeWaitedJobs(prepared.specs, prepared.sentences, &outcomes);
+  CTXEMBED_RETURN_IF_ERROR(
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+  FillScoreResponse(request, *prepared.servable.model, jobs, response);
   return absl::OkStatus();
 }
 

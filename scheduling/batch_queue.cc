@@ -1,4 +1,4 @@
-#include "server/batch_queue.h"
+#include "scheduling/batch_queue.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -9,28 +9,29 @@
 
 namespace ctxembed {
 
-absl::Status BatchQueue::Add(const std::shared_ptr<BatchJob>& job,
+absl::Status BatchQueue::Add(const std::shared_ptr<Task>& task,
                              int64_t now_micros) {
-  if (size() + job->size() > options_.max_queue_sentences) {
+  if (size() + task->size() > options_.max_queue_sentences) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "server overloaded: ", size(), " sentences are queued and this "
-        "request adds ", job->size(), "; max_queue_sentences is ",
+        "request adds ", task->size(), "; max_queue_sentences is ",
         options_.max_queue_sentences, " (retry with backoff)"));
   }
-  for (int i = 0; i < job->size(); ++i) {
-    items_.push_back({job, i, job->length(i), now_micros});
+  for (int i = 0; i < task->size(); ++i) {
+    items_.push_back({task, i, task->length(i), now_micros});
   }
   return absl::OkStatus();
 }
 
 std::optional<Batch> BatchQueue::Take(int64_t now_micros, bool idle) {
   if (items_.empty()) return std::nullopt;
-  const PendingSentence& oldest = items_.front();
-  const BatchJob::Key& key = oldest.job->key();
+  if (options_.one_task_per_batch) return TakeOldestTask();
+  const PendingItem& oldest = items_.front();
+  const TaskKey& key = oldest.task->key();
   // Candidates: same key, closest length first, then oldest first.
   std::vector<size_t> candidates;
   for (size_t i = 1; i < items_.size(); ++i) {
-    if (items_[i].job->key() == key) candidates.push_back(i);
+    if (items_[i].task->key() == key) candidates.push_back(i);
   }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](size_t a, size_t b) {
@@ -59,10 +60,23 @@ std::optional<Batch> BatchQueue::Take(int64_t now_micros, bool idle) {
       now_micros - oldest.enqueued_micros >= options_.max_queue_delay_micros;
   if (!full && !idle && !waited_enough) return std::nullopt;
 
-  Batch batch;
-  batch.max_length = max_length;
   std::sort(chosen.begin(), chosen.end());
+  return Extract(chosen);
+}
+
+std::optional<Batch> BatchQueue::TakeOldestTask() {
+  const Task* task = items_.front().task.get();
+  std::vector<size_t> chosen;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (items_[i].task.get() == task) chosen.push_back(i);
+  }
+  return Extract(chosen);
+}
+
+Batch BatchQueue::Extract(const std::vector<size_t>& chosen) {
+  Batch batch;
   for (size_t i : chosen) {
+    batch.max_length = std::max(batch.max_length, items_[i].length);
     batch.real_tokens += items_[i].length;
     batch.items.push_back(std::move(items_[i]));
   }
@@ -80,14 +94,14 @@ std::optional<Batch> BatchQueue::Take(int64_t now_micros, bool idle) {
   return batch;
 }
 
-std::vector<std::shared_ptr<BatchJob>> BatchQueue::DropExpired(
+std::vector<std::shared_ptr<Task>> BatchQueue::DropExpired(
     int64_t now_micros) {
-  std::vector<std::shared_ptr<BatchJob>> expired;
-  absl::flat_hash_set<const BatchJob*> seen;
-  auto gone = [&](const PendingSentence& p) {
-    if (p.job->finished()) return true;
-    if (p.job->deadline_micros() > now_micros) return false;
-    if (seen.insert(p.job.get()).second) expired.push_back(p.job);
+  std::vector<std::shared_ptr<Task>> expired;
+  absl::flat_hash_set<const Task*> seen;
+  auto gone = [&](const PendingItem& p) {
+    if (p.task->finished()) return true;
+    if (p.task->deadline_micros() > now_micros) return false;
+    if (seen.insert(p.task.get()).second) expired.push_back(p.task);
     return true;
   };
   items_.erase(std::remove_if(items_.begin(), items_.end(), gone),
@@ -95,24 +109,24 @@ std::vector<std::shared_ptr<BatchJob>> BatchQueue::DropExpired(
   return expired;
 }
 
-int BatchQueue::Remove(const BatchJob* job) {
+int BatchQueue::Remove(const Task* task) {
   const size_t before = items_.size();
   items_.erase(std::remove_if(items_.begin(), items_.end(),
-                              [&](const PendingSentence& p) {
-                                return p.job.get() == job;
+                              [&](const PendingItem& p) {
+                                return p.task.get() == task;
                               }),
                items_.end());
   return static_cast<int>(before - items_.size());
 }
 
-std::vector<std::shared_ptr<BatchJob>> BatchQueue::Clear() {
-  std::vector<std::shared_ptr<BatchJob>> jobs;
-  absl::flat_hash_set<const BatchJob*> seen;
-  for (const PendingSentence& p : items_) {
-    if (seen.insert(p.job.get()).second) jobs.push_back(p.job);
+std::vector<std::shared_ptr<Task>> BatchQueue::Clear() {
+  std::vector<std::shared_ptr<Task>> tasks;
+  absl::flat_hash_set<const Task*> seen;
+  for (const PendingItem& p : items_) {
+    if (seen.insert(p.task.get()).second) tasks.push_back(p.task);
   }
   items_.clear();
-  return jobs;
+  return tasks;
 }
 
 int64_t BatchQueue::NextDueMicros() const {

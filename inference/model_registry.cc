@@ -1,4 +1,4 @@
-#include "server/model_registry.h"
+#include "inference/model_registry.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -7,7 +7,7 @@ namespace ctxembed {
 
 absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model,
                                 std::shared_ptr<Batcher> batcher) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const Servable& s : servables_) {
     if (s.model->name() == model->name()) {
       return absl::AlreadyExistsError(
@@ -20,7 +20,7 @@ absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model,
 
 absl::StatusOr<Servable> ModelRegistry::GetServable(
     absl::string_view name) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (servables_.empty()) {
     return absl::UnavailableError("no model is loaded yet");
   }
@@ -43,14 +43,14 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Get(
 }
 
 std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::shared_ptr<const Model>> models;
   for (const Servable& s : servables_) models.push_back(s.model);
   return models;
 }
 
 std::vector<std::shared_ptr<Batcher>> ModelRegistry::Batchers() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Batcher>> batchers;
   for (const Servable& s : servables_) {
     if (s.batcher != nullptr) batchers.push_back(s.batcher);
@@ -59,7 +59,7 @@ std::vector<std::shared_ptr<Batcher>> ModelRegistry::Batchers() const {
 }
 
 std::string ModelRegistry::default_name() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return servables_.empty() ? "" : servables_.front().model->name();
 }
 

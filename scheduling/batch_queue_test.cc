@@ -1,11 +1,9 @@
 // The batching policy, deterministically: times are plain numbers.
-#include "server/batch_queue.h"
+#include "scheduling/batch_queue.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model/model.h"
-#include "model/test_data.h"
 
 namespace ctxembed {
 namespace {
@@ -15,22 +13,13 @@ using ::testing::HasSubstr;
 
 class BatchQueueTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto m = Model::Load(testing::GoldenDir() + "/models/sg_d8");
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = *m;
-  }
-
-  // A job whose sentences have these token counts.
-  std::shared_ptr<BatchJob> Job(std::vector<int> lengths,
-                                int64_t deadline = BatchJob::kNoDeadline,
-                                Pooling pooling = Pooling::kMean) {
-    std::vector<TokenList> sentences;
-    for (int n : lengths) sentences.emplace_back(n, "w");
-    BatchJob::Key key{&model_->tower(0), pooling, BatchJob::Kind::kEmbed};
-    return std::make_shared<BatchJob>(
-        key, std::move(sentences), deadline,
-        [this](BatchJob&, const absl::Status& s) { statuses_.push_back(s); });
+  // A task whose items have these token counts.
+  std::shared_ptr<Task> Job(std::vector<int> lengths,
+                            int64_t deadline = Task::kNoDeadline,
+                            int variant = 0) {
+    return std::make_shared<Task>(
+        TaskKey{&target_, variant}, std::move(lengths), deadline,
+        [this](Task&, const absl::Status& s) { statuses_.push_back(s); });
   }
 
   static std::vector<int> Lengths(const Batch& b) {
@@ -39,7 +28,7 @@ class BatchQueueTest : public ::testing::Test {
     return out;
   }
 
-  std::shared_ptr<const Model> model_;
+  int target_ = 0;  // what the tasks' keys point at
   std::vector<absl::Status> statuses_;
 };
 
@@ -110,13 +99,13 @@ TEST_F(BatchQueueTest, TheOldestNeverStarves) {
 
 TEST_F(BatchQueueTest, KeysDoNotMix) {
   BatchQueue q({.max_batch_sentences = 8});
-  ASSERT_TRUE(q.Add(Job({1, 1}, BatchJob::kNoDeadline, Pooling::kMean), 100).ok());
-  ASSERT_TRUE(q.Add(Job({1}, BatchJob::kNoDeadline, Pooling::kMax), 100).ok());
+  ASSERT_TRUE(q.Add(Job({1, 1}, Task::kNoDeadline, /*variant=*/1), 100).ok());
+  ASSERT_TRUE(q.Add(Job({1}, Task::kNoDeadline, /*variant=*/2), 100).ok());
   auto b = q.Take(100, true);
   EXPECT_EQ(b->items.size(), 2u);
-  EXPECT_EQ(b->items[0].job->key().pooling, Pooling::kMean);
+  EXPECT_EQ(b->items[0].task->key().variant, 1);
   b = q.Take(100, true);
-  EXPECT_EQ(b->items[0].job->key().pooling, Pooling::kMax);
+  EXPECT_EQ(b->items[0].task->key().variant, 2);
 }
 
 TEST_F(BatchQueueTest, ExpiredWorkIsDroppedBeforeItRuns) {
@@ -126,12 +115,12 @@ TEST_F(BatchQueueTest, ExpiredWorkIsDroppedBeforeItRuns) {
   ASSERT_TRUE(q.Add(late, 100).ok());
   ASSERT_TRUE(q.Add(fine, 100).ok());
   EXPECT_TRUE(q.DropExpired(400).empty());
-  std::vector<std::shared_ptr<BatchJob>> expired = q.DropExpired(600);
+  std::vector<std::shared_ptr<Task>> expired = q.DropExpired(600);
   ASSERT_EQ(expired.size(), 1u);
   EXPECT_EQ(expired[0], late);
   EXPECT_EQ(q.size(), 1);
   auto b = q.Take(600, true);
-  EXPECT_EQ(b->items[0].job, fine);
+  EXPECT_EQ(b->items[0].task, fine);
 }
 
 TEST_F(BatchQueueTest, CancellationRemovesTheJobsSentences) {
@@ -167,6 +156,24 @@ TEST_F(BatchQueueTest, ClearReturnsEveryWaitingJobOnce) {
   ASSERT_TRUE(q.Add(a, 1).ok());
   ASSERT_TRUE(q.Add(b, 1).ok());
   EXPECT_THAT(q.Clear(), ElementsAre(a, b));
+  EXPECT_EQ(q.size(), 0);
+}
+
+TEST_F(BatchQueueTest, OneTaskPerBatchTakesWholeTasksInArrivalOrder) {
+  BatchQueue q({.max_batch_sentences = 2, .max_queue_delay_micros = 1000,
+                .one_task_per_batch = true});
+  auto a = Job({5, 1, 7});  // more items than max_batch_sentences: still one
+  auto b = Job({2});
+  ASSERT_TRUE(q.Add(a, 100).ok());
+  ASSERT_TRUE(q.Add(b, 100).ok());
+  auto first = q.Take(100, /*idle=*/false);  // due at once, even when busy
+  ASSERT_TRUE(first.has_value());
+  EXPECT_THAT(Lengths(*first), ElementsAre(5, 1, 7));
+  EXPECT_EQ(first->max_length, 7);
+  EXPECT_EQ(first->real_tokens, 13);
+  auto second = q.Take(100, false);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->items[0].task, b);
   EXPECT_EQ(q.size(), 0);
 }
 

@@ -1,6 +1,6 @@
 // The models a server has loaded, by name.
-#ifndef CTXEMBED_SERVER_MODEL_REGISTRY_H_
-#define CTXEMBED_SERVER_MODEL_REGISTRY_H_
+#ifndef CTXEMBED_INFERENCE_MODEL_REGISTRY_H_
+#define CTXEMBED_INFERENCE_MODEL_REGISTRY_H_
 
 #include <memory>
 #include <string>
@@ -9,9 +9,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "model/model.h"
-#include "server/batcher.h"
+#include "scheduling/batcher.h"
+#include "scheduling/mutex.h"
 
 namespace ctxembed {
 
@@ -47,10 +47,10 @@ class ModelRegistry {
   std::string default_name() const;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<Servable> servables_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ctxembed
 
-#endif  // CTXEMBED_SERVER_MODEL_REGISTRY_H_
+#endif  // CTXEMBED_INFERENCE_MODEL_REGISTRY_H_

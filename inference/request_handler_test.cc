@@ -1,4 +1,4 @@
-#include "server/request_handler.h"
+#include "inference/request_handler.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-// Time for the batcher, injectable so tests are deterministic.
-#ifndef CTXEMBED_SERVER_CLOCK_H_
-#define CTXEMBED_SERVER_CLOCK_H_
+// Time for the scheduler, injectable so tests are deterministic.
+#ifndef CTXEMBED_SCHEDULING_CLOCK_H_
+#define CTXEMBED_SCHEDULING_CLOCK_H_
 
 #include <atomic>
 #include <chrono>
@@ -44,4 +44,4 @@ inline const Clock* Clock::Real() {
 
 }  // namespace ctxembed
 
-#endif  // CTXEMBED_SERVER_CLOCK_H_
+#endif  // CTXEMBED_SCHEDULING_CLOCK_H_

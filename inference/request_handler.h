@@ -1,15 +1,18 @@
-// Serves the Embedder RPCs' logic on loaded models, free of gRPC types so the
-// CLI's --local mode and tests use the same code as the server.
-#ifndef CTXEMBED_SERVER_REQUEST_HANDLER_H_
-#define CTXEMBED_SERVER_REQUEST_HANDLER_H_
+// Serves the Embedder RPCs' logic on loaded models, free of gRPC types (it
+// speaks the proto messages only) so the CLI's --local mode and tests use
+// the same code as the server.
+#ifndef CTXEMBED_INFERENCE_REQUEST_HANDLER_H_
+#define CTXEMBED_INFERENCE_REQUEST_HANDLER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "ctxembed/v1/embedder.pb.h"
-#include "server/batch_job.h"
-#include "server/model_registry.h"
+#include "inference/embed_job.h"
+#include "inference/model_registry.h"
 
 namespace ctxembed {
 
@@ -23,8 +26,17 @@ struct CallStats {
 // An Embed / EmbedTokens request checked and tokenized, ready to run.
 struct PreparedEmbed {
   Servable servable;
-  BatchJob::Key key;
+  EmbedJob::Spec spec;
   std::vector<TokenList> sentences;
+};
+
+// A Score request checked and tokenized: one job's worth of sentences per
+// spec (texts a then texts b through a single tower; or a through the first
+// tower and b through the second).
+struct PreparedScore {
+  Servable servable;
+  std::vector<EmbedJob::Spec> specs;
+  std::vector<std::vector<TokenList>> sentences;
 };
 
 // Thread-safe; holds no per-call state. The registry must outlive it.
@@ -42,7 +54,10 @@ class RequestHandler {
   // INVALID_ARGUMENT (no inputs, too many, invalid UTF-8, an input over
   // max_tokens without truncate, an unknown pooling), NOT_FOUND (unknown
   // model) or UNAVAILABLE (no model loaded), with a message naming the input
-  // index and the limit; *response is then unspecified.
+  // index and the limit; *response is then unspecified. Embed, EmbedTokens
+  // and Score run on the model's batcher (inline without one) and block
+  // until it has run them; its errors (RESOURCE_EXHAUSTED, UNAVAILABLE)
+  // come back as they are.
   absl::Status Embed(const v1::EmbedRequest& request,
                      v1::EmbedResponse* response, CallStats* stats) const;
   absl::Status EmbedTokens(const v1::EmbedRequest& request,
@@ -60,14 +75,21 @@ class RequestHandler {
   // elsewhere (the batcher): Prepare validates and tokenizes, with the
   // errors listed above; Fill*Response writes a finished job's results.
   absl::StatusOr<PreparedEmbed> Prepare(const v1::EmbedRequest& request,
-                                        BatchJob::Kind kind,
+                                        EmbedJob::Kind kind,
                                         CallStats* stats) const;
   static void FillEmbedResponse(const v1::EmbedRequest& request,
-                                const Model& model, BatchJob& job,
+                                const Model& model, EmbedJob& job,
                                 v1::EmbedResponse* response);
   static void FillTokensResponse(const v1::EmbedRequest& request,
-                                 const Model& model, BatchJob& job,
+                                 const Model& model, EmbedJob& job,
                                  v1::EmbedTokensResponse* response);
+  // The same two halves for Score: `jobs` are PrepareScore's, finished OK.
+  absl::StatusOr<PreparedScore> PrepareScore(const v1::ScoreRequest& request,
+                                             CallStats* stats) const;
+  static void FillScoreResponse(
+      const v1::ScoreRequest& request, const Model& model,
+      const std::vector<std::shared_ptr<EmbedJob>>& jobs,
+      v1::ScoreResponse* response);
 
   const Options& options() const { return options_; }
 
@@ -91,4 +113,4 @@ class RequestHandler {
 
 }  // namespace ctxembed
 
-#endif  // CTXEMBED_SERVER_REQUEST_HANDLER_H_
+#endif  // CTXEMBED_INFERENCE_REQUEST_HANDLER_H_
