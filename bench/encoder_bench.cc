@@ -1,7 +1,8 @@
 // Google Benchmark cases for the recurrent encoder kernels: a bidirectional
 // LSTM, hidden 256, over a batch of equal-length sentences.
 //
-//   build/bench/encoder_bench [--benchmark_filter=...] [--benchmark_min_time=0.2]
+//   build/bench/encoder_bench [--benchmark_filter=...]
+//   [--benchmark_min_time=0.2]
 // Arguments: input size, layers, batch, tokens. Counters: sentences/s and
 // GFLOP/s (2 flops per multiply-add of the GEMMs). bench/compare_torch.py
 // runs the PyTorch comparison on the same weights.
@@ -14,7 +15,8 @@ namespace ctxembed {
 namespace {
 
 void BM_BiLstm256(benchmark::State& state) {
-  RecurrentConfig config{.kind = "lstm", .prefix = "rnn",
+  RecurrentConfig config{.kind = "lstm",
+                         .prefix = "rnn",
                          .input_size = static_cast<int>(state.range(0)),
                          .hidden_size = 256,
                          .num_layers = static_cast<int>(state.range(1)),
@@ -30,17 +32,19 @@ void BM_BiLstm256(benchmark::State& state) {
   }
   SequenceBatch batch;
   batch.Reset(std::vector<int>(batch_size, tokens));
-  Eigen::MatrixXf x = Eigen::MatrixXf::Random(config.input_size,
-                                              batch_size * tokens);
+  Eigen::MatrixXf x =
+      Eigen::MatrixXf::Random(config.input_size, batch_size * tokens);
   Eigen::MatrixXf y;
   RecurrentScratch scratch;
   for (auto _ : state) {
     (*module)->Forward(x, batch, scratch, &y, nullptr);
     benchmark::DoNotOptimize(y.data());
   }
-  const double flops = (*module)->Flops(static_cast<int64_t>(batch_size) * tokens);
-  state.counters["sentences/s"] = benchmark::Counter(
-      static_cast<double>(batch_size), benchmark::Counter::kIsIterationInvariantRate);
+  const double flops =
+      (*module)->Flops(static_cast<int64_t>(batch_size) * tokens);
+  state.counters["sentences/s"] =
+      benchmark::Counter(static_cast<double>(batch_size),
+                         benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   for (std::string line; std::getline(in, line);) vocab.push_back(line);
   if (vocab.empty()) vocab.push_back("x");
   std::mt19937 rng(1);
-  const int batch = absl::GetFlag(FLAGS_batch), tokens = absl::GetFlag(FLAGS_tokens);
+  const int batch = absl::GetFlag(FLAGS_batch),
+            tokens = absl::GetFlag(FLAGS_tokens);
   std::vector<ctxembed::TokenList> sentences(batch);
   for (auto& s : sentences) {
     for (int t = 0; t < tokens; ++t) s.push_back(vocab[rng() % vocab.size()]);
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
   const ctxembed::Tower& tower = (*model)->tower(0);
   ctxembed::TowerScratch scratch;
   Eigen::MatrixXf out;
-  for (int i = 0; i < 3; ++i) tower.Embed(sentences, tower.pooling(), scratch, &out);
+  for (int i = 0; i < 3; ++i)
+    tower.Embed(sentences, tower.pooling(), scratch, &out);
   std::vector<double> times;
   const auto begin = std::chrono::steady_clock::now();
   double elapsed = 0;

@@ -1,8 +1,8 @@
 // loadgen: drives a ctxembed server on this machine and reports latency,
 // throughput and status codes.
 //
-//   loadgen --target=127.0.0.1:50051 --mode=closed --concurrency=64 \
-//           --duration_s=10 --sentences=FILE [--max_per_request=1]
+//   loadgen --target=127.0.0.1:50051 --mode=closed --concurrency=64
+//       --duration_s=10 --sentences=FILE [--max_per_request=1]
 //   loadgen --mode=open --rate=2000 ...   (Poisson arrivals)
 //
 // Closed loop: `concurrency` callers, each sending its next request when the
@@ -56,8 +56,8 @@ using ctxembed::v1::EmbedRequest;
 using ctxembed::v1::EmbedResponse;
 
 bool IsLoopback(const std::string& target) {
-  for (const char* prefix : {"127.", "localhost:", "[::1]:", "ipv4:127.",
-                             "ipv6:[::1]:"}) {
+  for (const char* prefix :
+       {"127.", "localhost:", "[::1]:", "ipv4:127.", "ipv6:[::1]:"}) {
     if (target.rfind(prefix, 0) == 0) return true;
   }
   return false;
@@ -75,12 +75,23 @@ struct Recorder {
 
   void Add(const grpc::Status& s, double ms, double sent_ms, int sentences) {
     std::lock_guard<std::mutex> lock(mu);
-    static const char* kNames[] = {
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char* kNames[] = {"OK",
+                                   "CANCELLED",
+                                   "UNKNOWN",
+                                   "INVALID_ARGUMENT",
+                                   "DEADLINE_EXCEEDED",
+                                   "NOT_FOUND",
+                                   "ALREADY_EXISTS",
+                                   "PERMISSION_DENIED",
+                                   "RESOURCE_EXHAUSTED",
+                                   "FAILED_PRECONDITION",
+                                   "ABORTED",
+                                   "OUT_OF_RANGE",
+                                   "UNIMPLEMENTED",
+                                   "INTERNAL",
+                                   "UNAVAILABLE",
+                                   "DATA_LOSS",
+                                   "UNAUTHENTICATED"};
     ++codes[kNames[std::min<int>(s.error_code(), 16)]];
     if (s.ok()) {
       ok_latency_ms.push_back(ms);
@@ -104,7 +115,8 @@ class Load {
   Load(std::vector<std::string> texts)
       : texts_(std::move(texts)),
         stub_(ctxembed::v1::Embedder::NewStub(grpc::CreateChannel(
-            absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()))) {}
+            absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()))) {
+  }
 
   // Sends one request; `done` runs when it returns. `scheduled` is the time
   // latency is measured from. `counted`: outside the warm-up.
@@ -116,8 +128,10 @@ class Load {
       EmbedResponse resp;
     };
     auto* call = new Call;
-    const int k = 1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
-    for (int i = 0; i < k; ++i) call->req.add_inputs(texts_[rng() % texts_.size()]);
+    const int k =
+        1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
+    for (int i = 0; i < k; ++i)
+      call->req.add_inputs(texts_[rng() % texts_.size()]);
     call->req.set_model(absl::GetFlag(FLAGS_model));
     call->req.set_truncate(true);
     if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
@@ -126,23 +140,21 @@ class Load {
     }
     outstanding_++;
     const auto sent = Clock::now();
-    stub_->async()->Embed(&call->ctx, &call->req, &call->resp,
-                          [this, call, scheduled, sent, counted, k,
-                           done = std::move(done)](grpc::Status s) {
-                            const auto now = Clock::now();
-                            const double ms =
-                                std::chrono::duration<double, std::milli>(
-                                    now - scheduled)
-                                    .count();
-                            const double sent_ms =
-                                std::chrono::duration<double, std::milli>(
-                                    now - sent)
-                                    .count();
-                            if (counted) recorder.Add(s, ms, sent_ms, k);
-                            delete call;
-                            outstanding_--;
-                            done();
-                          });
+    stub_->async()->Embed(
+        &call->ctx, &call->req, &call->resp,
+        [this, call, scheduled, sent, counted, k,
+         done = std::move(done)](grpc::Status s) {
+          const auto now = Clock::now();
+          const double ms =
+              std::chrono::duration<double, std::milli>(now - scheduled)
+                  .count();
+          const double sent_ms =
+              std::chrono::duration<double, std::milli>(now - sent).count();
+          if (counted) recorder.Add(s, ms, sent_ms, k);
+          delete call;
+          outstanding_--;
+          done();
+        });
   }
 
   int outstanding() const { return outstanding_; }
@@ -215,12 +227,13 @@ int main(int argc, char** argv) {
   }
   Load load(std::move(texts));
   const auto start = Clock::now();
-  const auto warm_end = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(
-                                        absl::GetFlag(FLAGS_warmup_s)));
-  const auto end = warm_end + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(
-                                      absl::GetFlag(FLAGS_duration_s)));
+  const auto warm_end =
+      start + std::chrono::duration_cast<Clock::duration>(
+                  std::chrono::duration<double>(absl::GetFlag(FLAGS_warmup_s)));
+  const auto end =
+      warm_end +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(absl::GetFlag(FLAGS_duration_s)));
   const bool open = absl::GetFlag(FLAGS_mode) == "open";
   if (open) {
     RunOpen(load, start, warm_end, end);

@@ -5,9 +5,9 @@
 // Model: $CTXEMBED_BENCH_MODEL, else the default model (models/default),
 // else the golden sg_d8 model.
 #include <benchmark/benchmark.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
-#include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
 #include "model/model.h"

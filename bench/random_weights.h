@@ -24,8 +24,8 @@ inline std::string RandomWeights(const RecurrentConfig& config,
   std::string header = "{", data;
   auto add = [&](const std::string& name, int rows, int cols) {
     const size_t n = static_cast<size_t>(rows) * (cols > 0 ? cols : 1);
-    std::string shape = cols > 0 ? absl::StrCat(rows, ",", cols)
-                                 : absl::StrCat(rows);
+    std::string shape =
+        cols > 0 ? absl::StrCat(rows, ",", cols) : absl::StrCat(rows);
     absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", name,
                     "\":{\"dtype\":\"F32\",\"shape\":[", shape,
                     "],\"data_offsets\":[", data.size(), ",",

@@ -6,8 +6,8 @@ namespace ctxembed {
 namespace {
 
 TaskKey KeyOf(const EmbedJob::Spec& spec) {
-  return {spec.tower, static_cast<int>(spec.pooling) * 2 +
-                          static_cast<int>(spec.kind)};
+  return {spec.tower,
+          static_cast<int>(spec.pooling) * 2 + static_cast<int>(spec.kind)};
 }
 
 std::vector<int> LengthsOf(const std::vector<TokenList>& sentences) {
@@ -57,7 +57,8 @@ void RunEmbedBatch(Batch& batch) {
       job(k).vectors().col(batch.items[k].index) = out.col(k);
     }
   } else {
-    const Eigen::MatrixXf& tokens = spec.tower->EncodeTokens(sentences, scratch);
+    const Eigen::MatrixXf& tokens =
+        spec.tower->EncodeTokens(sentences, scratch);
     for (int k = 0; k < n; ++k) {
       job(k).token_vectors()[batch.items[k].index] =
           tokens.middleCols(scratch.batch.offset(k), scratch.batch.length(k));

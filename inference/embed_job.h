@@ -4,12 +4,11 @@
 #ifndef CTXEMBED_INFERENCE_EMBED_JOB_H_
 #define CTXEMBED_INFERENCE_EMBED_JOB_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "model/pooling.h"
 #include "model/tower.h"

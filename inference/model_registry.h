@@ -34,7 +34,8 @@ class ModelRegistry {
   // The model called `name`, or the default one for an empty name.
   // UNAVAILABLE while no model is loaded; NOT_FOUND (listing the loaded
   // names) for an unknown name.
-  absl::StatusOr<std::shared_ptr<const Model>> Get(absl::string_view name) const;
+  absl::StatusOr<std::shared_ptr<const Model>> Get(
+      absl::string_view name) const;
   // As Get, with the model's batcher.
   absl::StatusOr<Servable> GetServable(absl::string_view name) const;
 

@@ -36,13 +36,15 @@ struct InputLabel {
   absl::string_view kind;
   int index;
   absl::string_view suffix = "";
-  std::string ToString() const { return absl::StrCat(kind, " ", index, suffix); }
+  std::string ToString() const {
+    return absl::StrCat(kind, " ", index, suffix);
+  }
 };
 
 absl::Status CheckUtf8(absl::string_view text, const InputLabel& label) {
   if (size_t bad = FindInvalidUtf8(text); bad != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        label.ToString(), " is not valid UTF-8 (byte ", bad, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(label.ToString(), " is not valid UTF-8 (byte ", bad, ")"));
   }
   return absl::OkStatus();
 }
@@ -56,10 +58,10 @@ absl::Status TokenizeInput(const Model& model, absl::string_view text,
   const size_t max = static_cast<size_t>(model.max_tokens());
   if (tokens->size() > max) {
     if (!truncate) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          label.ToString(), " has ", tokens->size(),
-          " tokens; max_tokens of model \"", model.name(), "\" is ", max,
-          " (set truncate to cut it)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(label.ToString(), " has ", tokens->size(),
+                       " tokens; max_tokens of model \"", model.name(),
+                       "\" is ", max, " (set truncate to cut it)"));
     }
     tokens->resize(max);
   }
@@ -94,16 +96,16 @@ absl::StatusOr<Pooling> ResolvePooling(const Model& model, const Tower& tower,
       return Pooling::kMax;
     case v1::POOLING_LAST:
       if (tower.modules().empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "pooling LAST needs a recurrent encoder; model \"", model.name(),
-            "\" is ", tower.architecture()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("pooling LAST needs a recurrent encoder; model \"",
+                         model.name(), "\" is ", tower.architecture()));
       }
       return Pooling::kLast;
     case v1::POOLING_SIF:
       if (!tower.supports_sif()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "pooling SIF needs word counts; model \"", model.name(),
-            "\" has ", tower.word_vectors().format(),
+            "pooling SIF needs word counts; model \"", model.name(), "\" has ",
+            tower.word_vectors().format(),
             " word vectors without counts and no \"sif\" counts file"));
       }
       return Pooling::kSif;
@@ -137,8 +139,8 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
     const v1::EmbedRequest& request, EmbedJob::Kind kind,
     CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(
-      Target t, Resolve(request.model(), request.tower(),
-                        request.inputs_size(), "inputs", stats));
+      Target t, Resolve(request.model(), request.tower(), request.inputs_size(),
+                        "inputs", stats));
   PreparedEmbed prepared;
   prepared.servable = t.servable;
   prepared.spec.tower = t.tower;
@@ -148,9 +150,9 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
         prepared.spec.pooling,
         ResolvePooling(*t.model, *t.tower, request.pooling()));
   }
-  CTXEMBED_ASSIGN_OR_RETURN(stats->tokens,
-                            TokenizeAll(*t.model, request.inputs(),
-                                        request.truncate(), prepared.sentences));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      stats->tokens, TokenizeAll(*t.model, request.inputs(), request.truncate(),
+                                 prepared.sentences));
   return prepared;
 }
 
@@ -363,9 +365,8 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
                                       CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(auto model, registry_->Get(request.model()));
   stats->model = model->name();
-  CTXEMBED_RETURN_IF_ERROR(CheckCount(request.inputs_size(),
-                                      options_.max_inputs_per_request,
-                                      "inputs"));
+  CTXEMBED_RETURN_IF_ERROR(CheckCount(
+      request.inputs_size(), options_.max_inputs_per_request, "inputs"));
   TokenList tokens;
   for (int i = 0; i < request.inputs_size(); ++i) {
     // Every token, even past max_tokens: it is how a client learns how long
@@ -381,8 +382,8 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status RequestHandler::ListModels(const v1::ListModelsRequest&,
-                                        v1::ListModelsResponse* response) const {
+absl::Status RequestHandler::ListModels(
+    const v1::ListModelsRequest&, v1::ListModelsResponse* response) const {
   const std::string default_name = registry_->default_name();
   for (const auto& model : registry_->List()) {
     v1::ModelInfo* info = response->add_models();

@@ -66,8 +66,7 @@ class RequestHandler {
   absl::Status Score(const v1::ScoreRequest& request,
                      v1::ScoreResponse* response, CallStats* stats) const;
   absl::Status Tokenize(const v1::TokenizeRequest& request,
-                        v1::TokenizeResponse* response,
-                        CallStats* stats) const;
+                        v1::TokenizeResponse* response, CallStats* stats) const;
   absl::Status ListModels(const v1::ListModelsRequest& request,
                           v1::ListModelsResponse* response) const;
 

@@ -88,8 +88,9 @@ TEST_F(RequestHandlerTest, BadRequestsNameTheInputAndTheLimit) {
 
   request.set_inputs(0, "ok");
   request.set_model("nope");
-  EXPECT_THAT(Error(handler_.Embed(request, &response, &stats)),
-              HasSubstr("NOT_FOUND: model \"nope\" is not loaded; loaded: sg_d8"));
+  EXPECT_THAT(
+      Error(handler_.Embed(request, &response, &stats)),
+      HasSubstr("NOT_FOUND: model \"nope\" is not loaded; loaded: sg_d8"));
 
   request.set_model("");
   request.set_pooling(static_cast<v1::Pooling>(42));
@@ -129,7 +130,8 @@ TEST_F(RequestHandlerTest, ScoreIsTheCosine) {
   v1::ScoreRequest request;
   auto* same = request.add_pairs();
   same->set_a("the dog bit the man");
-  same->set_b("the man bit the dog");  // a bag of vectors cannot tell them apart
+  same->set_b(
+      "the man bit the dog");  // a bag of vectors cannot tell them apart
   auto* empty = request.add_pairs();
   empty->set_a("the dog");
   empty->set_b("");

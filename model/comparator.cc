@@ -23,7 +23,8 @@ absl::StatusOr<Comparator> Comparator::Create(const ComparatorConfig& config,
     return absl::InvalidArgumentError(absl::StrCat(
         "comparator: the last layer has ", in, " outputs; output \"",
         config.output, "\" needs ",
-        single ? "1" : absl::StrCat("more than score_class ", config.score_class)));
+        single ? "1"
+               : absl::StrCat("more than score_class ", config.score_class)));
   }
   return c;
 }

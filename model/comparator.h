@@ -2,9 +2,8 @@
 #ifndef CTXEMBED_MODEL_COMPARATOR_H_
 #define CTXEMBED_MODEL_COMPARATOR_H_
 
-#include <vector>
-
 #include <Eigen/Core>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/linear.h"

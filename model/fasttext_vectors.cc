@@ -36,8 +36,8 @@ absl::Status ReadArgs(ByteReader& in, FastTextArgs* args) {
   CTXEMBED_RETURN_IF_ERROR(in.Read(&ignored, "args.lrUpdateRate"));
   CTXEMBED_RETURN_IF_ERROR(in.Read(&t, "args.t"));
   if (args->dim < 1 || args->dim > kMaxDim) {
-    return in.Error(absl::StrCat("dim ", args->dim, " is outside [1, ",
-                                 kMaxDim, "]"));
+    return in.Error(
+        absl::StrCat("dim ", args->dim, " is outside [1, ", kMaxDim, "]"));
   }
   if (args->model < 1 || args->model > 3 || args->loss < 1 || args->loss > 4) {
     return in.Error(absl::StrCat("unknown model ", args->model, " or loss ",
@@ -67,8 +67,9 @@ absl::Status ReadMatrixShape(ByteReader& in, absl::string_view what,
     return in.Error(absl::StrCat(what, " has ", cols,
                                  " columns; the header says dim ", dim));
   }
-  if (*rows < 0 || static_cast<uint64_t>(*rows) >
-                       in.remaining() / sizeof(float) / static_cast<uint64_t>(dim)) {
+  if (*rows < 0 ||
+      static_cast<uint64_t>(*rows) >
+          in.remaining() / sizeof(float) / static_cast<uint64_t>(dim)) {
     return in.Error(absl::StrCat(what, " claims ", *rows, " x ", cols,
                                  " floats; only ", in.remaining(),
                                  " bytes are left in the file"));
@@ -93,8 +94,8 @@ absl::StatusOr<std::unique_ptr<FastTextVectors>> FastTextVectors::Parse(
   std::unique_ptr<FastTextVectors> v(new FastTextVectors());
   CTXEMBED_RETURN_IF_ERROR(in.Read(&magic, "the magic number"));
   if (magic != kMagic) {
-    return in.Error(absl::StrCat("magic number ", magic, " is not fastText's ",
-                                 kMagic));
+    return in.Error(
+        absl::StrCat("magic number ", magic, " is not fastText's ", kMagic));
   }
   CTXEMBED_RETURN_IF_ERROR(in.Read(&v->args_.version, "the format version"));
   if (v->args_.version < kMinVersion || v->args_.version > kMaxVersion) {
@@ -132,12 +133,13 @@ absl::StatusOr<std::unique_ptr<FastTextVectors>> FastTextVectors::Parse(
     CTXEMBED_RETURN_IF_ERROR(in.Read(&type, "a dictionary entry type"));
     if (type != (i < v->nwords_ ? 0 : 1)) {
       return in.Error(absl::StrCat("dictionary entry ", i, " has type ",
-                                   static_cast<int>(type), "; words (0) must "
+                                   static_cast<int>(type),
+                                   "; words (0) must "
                                    "come before labels (1)"));
     }
     if (count < 0) {
-      return in.Error(absl::StrCat("dictionary entry ", i, " has count ",
-                                   count, "; counts cannot be negative"));
+      return in.Error(absl::StrCat("dictionary entry ", i, " has count ", count,
+                                   "; counts cannot be negative"));
     }
     v->ids_.emplace(std::string(word), i);  // first of duplicates wins
     v->counts_.push_back(count);
@@ -155,11 +157,10 @@ absl::StatusOr<std::unique_ptr<FastTextVectors>> FastTextVectors::Parse(
 
 absl::Status FastTextVectors::ParsePruneIndex(ByteReader& in,
                                               int64_t prune_size) {
-  if (prune_size < -1 ||
-      (prune_size > 0 &&
-       static_cast<uint64_t>(prune_size) > in.remaining() / 8)) {
-    return in.Error(absl::StrCat("pruneidx_size ", prune_size,
-                                 " does not fit the file"));
+  if (prune_size < -1 || (prune_size > 0 && static_cast<uint64_t>(prune_size) >
+                                                in.remaining() / 8)) {
+    return in.Error(
+        absl::StrCat("pruneidx_size ", prune_size, " does not fit the file"));
   }
   pruned_ = prune_size >= 0;
   for (int64_t i = 0; i < prune_size; ++i) {
@@ -182,7 +183,8 @@ absl::Status FastTextVectors::ParseMatrices(ByteReader& in) {
   CTXEMBED_RETURN_IF_ERROR(
       ReadMatrixShape(in, "input matrix", args_.dim, &rows_));
   const int64_t expected_rows =
-      pruned_ ? static_cast<int64_t>(nwords_) + static_cast<int64_t>(prune_index_.size())
+      pruned_ ? static_cast<int64_t>(nwords_) +
+                    static_cast<int64_t>(prune_index_.size())
               : static_cast<int64_t>(nwords_) + args_.bucket;
   if (rows_ != expected_rows && !(pruned_ && rows_ >= nwords_)) {
     return in.Error(absl::StrCat("input matrix has ", rows_,
@@ -190,14 +192,14 @@ absl::Status FastTextVectors::ParseMatrices(ByteReader& in) {
   }
   for (const auto& [from, to] : prune_index_) {
     if (nwords_ + static_cast<int64_t>(to) >= rows_) {
-      return in.Error(absl::StrCat("pruneidx target ", to,
-                                   " is past the input matrix"));
+      return in.Error(
+          absl::StrCat("pruneidx target ", to, " is past the input matrix"));
     }
   }
   absl::string_view bytes;
   const size_t n = static_cast<size_t>(rows_) * args_.dim;
-  CTXEMBED_RETURN_IF_ERROR(in.ReadBytes(n * sizeof(float), &bytes,
-                                        "the input matrix"));
+  CTXEMBED_RETURN_IF_ERROR(
+      in.ReadBytes(n * sizeof(float), &bytes, "the input matrix"));
   input_.resize(n);
   if (n > 0) std::memcpy(input_.data(), bytes.data(), bytes.size());
 

@@ -137,7 +137,8 @@ TEST(FastTextVectorsTest, EveryTruncationIsRefused) {
 // Overwrites a little-endian value at `offset` of a copy of `data`.
 template <typename T>
 std::string Patch(std::string data, size_t offset, T value) {
-  std::memcpy(&data[offset], &value, sizeof(T));
+  data.replace(offset, sizeof(T), reinterpret_cast<const char*>(&value),
+               sizeof(T));
   return data;
 }
 

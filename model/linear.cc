@@ -9,11 +9,12 @@ absl::StatusOr<Linear> Linear::Create(const LinearConfig& config,
                                       int input_size,
                                       const SafeTensors& weights) {
   const std::string w = config.prefix + ".weight";
-  CTXEMBED_ASSIGN_OR_RETURN(const SafeTensors::TensorInfo* info, weights.Info(w));
+  CTXEMBED_ASSIGN_OR_RETURN(const SafeTensors::TensorInfo* info,
+                            weights.Info(w));
   if (info->shape.size() != 2 || info->shape[1] != input_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        weights.name(), ": tensor ", w, ": expected shape [out, ", input_size,
-        "], got ", ShapeString(info->shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(weights.name(), ": tensor ", w, ": expected shape [out, ",
+                     input_size, "], got ", ShapeString(info->shape)));
   }
   Linear layer;
   CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf weight,

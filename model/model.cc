@@ -50,9 +50,8 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::FromWordVectors(
   std::shared_ptr<Model> model(new Model(std::move(config), tokenizer));
   // A bag tower over caller-provided vectors: build it from a config whose
   // embedding is already loaded.
-  CTXEMBED_ASSIGN_OR_RETURN(auto tower,
-                            Tower::FromVectors("enc0", tower_config,
-                                               std::move(vectors)));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      auto tower, Tower::FromVectors("enc0", tower_config, std::move(vectors)));
   model->towers_.push_back(std::move(tower));
   CTXEMBED_RETURN_IF_ERROR(model->Finish(nullptr));
   return std::shared_ptr<const Model>(std::move(model));
@@ -73,8 +72,7 @@ absl::Status Model::Finish(const SafeTensors* weights) {
   }
   if (config_.comparator) {
     CTXEMBED_ASSIGN_OR_RETURN(
-        Comparator c,
-        Comparator::Create(*config_.comparator, dim(), *weights));
+        Comparator c, Comparator::Create(*config_.comparator, dim(), *weights));
     comparator_ = std::move(c);
   }
   return absl::OkStatus();

@@ -1,7 +1,6 @@
 #include "model/model_config.h"
 
 #include <initializer_list>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
@@ -26,8 +25,8 @@ class ObjectReader {
 
   absl::Status CheckIsObject() const {
     if (object_.is_object()) return absl::OkStatus();
-    return Error(path_, absl::StrCat("expected an object, got ",
-                                     object_.type_name()));
+    return Error(path_,
+                 absl::StrCat("expected an object, got ", object_.type_name()));
   }
 
   // Fails on keys outside `known`.
@@ -58,7 +57,8 @@ class ObjectReader {
     if (!v->is_number()) return WrongType(key, "a number", *v);
     const double x = v->get<double>();
     if (!(x > lo && x <= hi)) {
-      return Error(Key(key), absl::StrCat(x, " is outside (", lo, ", ", hi, "]"));
+      return Error(Key(key),
+                   absl::StrCat(x, " is outside (", lo, ", ", hi, "]"));
     }
     *out = x;
     return absl::OkStatus();
@@ -79,7 +79,8 @@ class ObjectReader {
     if (!v->is_number_integer()) return WrongType(key, "an integer", *v);
     const int64_t x = v->get<int64_t>();
     if (x < lo || x > hi) {
-      return Error(Key(key), absl::StrCat(x, " is outside [", lo, ", ", hi, "]"));
+      return Error(Key(key),
+                   absl::StrCat(x, " is outside [", lo, ", ", hi, "]"));
     }
     *out = static_cast<int>(x);
     return absl::OkStatus();
@@ -104,8 +105,8 @@ class ObjectReader {
   }
   absl::Status WrongType(const char* key, absl::string_view expected,
                          const Json& got) const {
-    return Error(Key(key), absl::StrCat("expected ", expected, ", got ",
-                                        got.dump()));
+    return Error(Key(key),
+                 absl::StrCat("expected ", expected, ", got ", got.dump()));
   }
 
   const Json& object_;
@@ -159,9 +160,9 @@ absl::Status ParseModule(const Json& json, const std::string& path,
                          absl::string_view file, RecurrentConfig* out) {
   ObjectReader r(json, path, file);
   CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
-  CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"kind", "prefix", "input_size",
-                                        "hidden_size", "num_layers",
-                                        "bidirectional", "residual"}));
+  CTXEMBED_RETURN_IF_ERROR(
+      r.CheckKeys({"kind", "prefix", "input_size", "hidden_size", "num_layers",
+                   "bidirectional", "residual"}));
   CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
   if (out->kind != "lstm" && out->kind != "gru") {
     return r.Error(r.Key("kind"), absl::StrCat("unknown kind \"", out->kind,
@@ -208,8 +209,9 @@ absl::Status ParseTower(const ObjectReader& r, absl::string_view file,
   CTXEMBED_RETURN_IF_ERROR(ParseEmbedding(r, file, &out->embedding));
   if (const Json* v = r.Find("encoder")) {
     if (!v->is_array()) {
-      return r.Error(r.Key("encoder"),
-                     absl::StrCat("expected a list of modules, got ", v->dump()));
+      return r.Error(
+          r.Key("encoder"),
+          absl::StrCat("expected a list of modules, got ", v->dump()));
     }
     for (size_t i = 0; i < v->size(); ++i) {
       RecurrentConfig module;
@@ -249,8 +251,9 @@ absl::Status ParseComparator(const ObjectReader& top, absl::string_view file,
   }
   for (size_t i = 0; i < layers->size(); ++i) {
     LinearConfig layer;
-    CTXEMBED_RETURN_IF_ERROR(ParseLinear(
-        (*layers)[i], absl::StrCat("comparator.layers[", i, "]"), file, &layer));
+    CTXEMBED_RETURN_IF_ERROR(
+        ParseLinear((*layers)[i], absl::StrCat("comparator.layers[", i, "]"),
+                    file, &layer));
     out->layers.push_back(layer);
   }
   CTXEMBED_RETURN_IF_ERROR(r.String("output", false, &out->output));
@@ -319,18 +322,18 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
     return absl::InvalidArgumentError(
         absl::StrCat(file, ": expected a JSON object at the top level"));
   }
-  CTXEMBED_RETURN_IF_ERROR(top.CheckKeys(
-      {"ctxembed_format", "name", "max_tokens", "tokenizer", "weights",
-       "embedding", "encoder", "pooling", "sif", "projection", "normalize",
-       "towers", "comparator"}));
+  CTXEMBED_RETURN_IF_ERROR(
+      top.CheckKeys({"ctxembed_format", "name", "max_tokens", "tokenizer",
+                     "weights", "embedding", "encoder", "pooling", "sif",
+                     "projection", "normalize", "towers", "comparator"}));
   CTXEMBED_RETURN_IF_ERROR(top.Int("ctxembed_format", true, kFormatVersion,
                                    kFormatVersion, &config.format_version));
   CTXEMBED_RETURN_IF_ERROR(top.String("name", true, &config.name));
   if (!IsValidName(config.name)) {
     return top.Error("name", "must be 1-128 characters of A-Z a-z 0-9 . _ -");
   }
-  CTXEMBED_RETURN_IF_ERROR(top.Int("max_tokens", false, 1, kMaxTokensLimit,
-                                   &config.max_tokens));
+  CTXEMBED_RETURN_IF_ERROR(
+      top.Int("max_tokens", false, 1, kMaxTokensLimit, &config.max_tokens));
   CTXEMBED_RETURN_IF_ERROR(ParseTokenizer(top, file, &config.tokenizer));
   CTXEMBED_RETURN_IF_ERROR(top.String("weights", false, &config.weights));
   CTXEMBED_RETURN_IF_ERROR(ParseTowers(top, file, &config));
@@ -355,9 +358,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   try {
     json = Json::parse(json_text.begin(), json_text.end());
   } catch (const Json::parse_error& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_name, ": invalid JSON at byte ", e.byte, ": ",
-                     e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ": invalid JSON at byte ", e.byte, ": ", e.what()));
   }
   return ParseTop(json, file_name);
 }

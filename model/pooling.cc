@@ -44,8 +44,7 @@ absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
   if (name == "last") return Pooling::kLast;
   if (name == "sif") return Pooling::kSif;
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown pooling \"", name,
-      "\"; known: fasttext, mean, max, last, sif"));
+      "unknown pooling \"", name, "\"; known: fasttext, mean, max, last, sif"));
 }
 
 absl::string_view PoolingName(Pooling pooling) {

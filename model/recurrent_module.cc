@@ -9,11 +9,12 @@ namespace ctxembed {
 absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
     const RecurrentConfig& config, const SafeTensors& weights) {
   if (config.kind != "lstm" && config.kind != "gru") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "encoder module ", config.prefix, ": unknown kind \"", config.kind,
-        "\" (lstm, gru)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("encoder module ", config.prefix, ": unknown kind \"",
+                     config.kind, "\" (lstm, gru)"));
   }
-  if (config.input_size < 1 || config.hidden_size < 1 || config.num_layers < 1) {
+  if (config.input_size < 1 || config.hidden_size < 1 ||
+      config.num_layers < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "encoder module ", config.prefix,
         ": input_size, hidden_size and num_layers must be positive"));
@@ -21,10 +22,10 @@ absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
   std::unique_ptr<RecurrentModule> m(
       new RecurrentModule(config, config.kind == "lstm"));
   if (config.residual && m->output_size() != config.input_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "encoder module ", config.prefix, ": residual needs input_size (",
-        config.input_size, ") equal to the output size (", m->output_size(),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("encoder module ", config.prefix,
+                     ": residual needs input_size (", config.input_size,
+                     ") equal to the output size (", m->output_size(), ")"));
   }
   for (int k = 0; k < config.num_layers; ++k) {
     CTXEMBED_RETURN_IF_ERROR(m->LoadLayer(weights, k));
@@ -43,8 +44,8 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
     CTXEMBED_ASSIGN_OR_RETURN(
         RowMatrixXf w_ih,
         weights.ReadMatrix(p + "weight_ih" + suffix, GH, layer.input_size));
-    CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf w_hh,
-                              weights.ReadMatrix(p + "weight_hh" + suffix, GH, H));
+    CTXEMBED_ASSIGN_OR_RETURN(
+        RowMatrixXf w_hh, weights.ReadMatrix(p + "weight_hh" + suffix, GH, H));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_ih,
                               weights.ReadVector(p + "bias_ih" + suffix, GH));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_hh,
@@ -119,8 +120,8 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
     const int b = batch.active(t);
     for (int i = 0; i < b; ++i) {
       const int sent = order[i];
-      const int col = batch.offset(sent) +
-                      (reverse ? batch.length(sent) - 1 - t : t);
+      const int col =
+          batch.offset(sent) + (reverse ? batch.length(sent) - 1 - t : t);
       s.columns[i] = col;
       s.gates.col(i) = s.projection.col(col);
     }

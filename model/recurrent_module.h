@@ -3,11 +3,10 @@
 #ifndef CTXEMBED_MODEL_RECURRENT_MODULE_H_
 #define CTXEMBED_MODEL_RECURRENT_MODULE_H_
 
+#include <Eigen/Core>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "absl/status/statusor.h"
 #include "model/packed_matrix.h"
@@ -80,7 +79,7 @@ class RecurrentModule {
   struct Layer {
     int input_size = 0;
     PackedMatrix w_ih[2];     // [G*H x input], packed once at load
-    Eigen::VectorXf b_in;  // [D*G*H]: b_ih (+ b_hh for LSTM)
+    Eigen::VectorXf b_in;     // [D*G*H]: b_ih (+ b_hh for LSTM)
     PackedMatrix w_hh[2];     // [G*H x H], packed once at load
     Eigen::VectorXf b_hh[2];  // [G*H] (GRU only: it sits inside r * (...))
   };
@@ -89,8 +88,8 @@ class RecurrentModule {
       : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3) {}
   absl::Status LoadLayer(const SafeTensors& weights, int k);
   void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& in,
-                    const SequenceBatch& batch,
-                    RecurrentScratch::Direction& s, Eigen::MatrixXf& out) const;
+                    const SequenceBatch& batch, RecurrentScratch::Direction& s,
+                    Eigen::MatrixXf& out) const;
   void LstmStep(RecurrentScratch::Direction& s, int b) const;
   void GruStep(RecurrentScratch::Direction& s, int b, bool first) const;
 

@@ -22,7 +22,8 @@ std::string Build(const std::map<std::string, Tensor>& tensors) {
   for (const auto& [name, t] : tensors) {
     if (header.size() > 1) header += ",";
     std::string shape;
-    for (int64_t d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    for (int64_t d : t.shape)
+      shape += (shape.empty() ? "" : ",") + std::to_string(d);
     header += "\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[" + shape +
               "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
               std::to_string(data.size() + 4 * t.values.size()) + "]}";
@@ -68,8 +69,11 @@ TEST(RecurrentModuleTest, BidirectionalLstmFollowsPyTorchEquations) {
   const std::string file = Build(tensors);
   auto st = SafeTensors::Parse(file, "tiny");
   ASSERT_TRUE(st.ok()) << st.status();
-  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
-                         .hidden_size = 1, .bidirectional = true};
+  RecurrentConfig config{.kind = "lstm",
+                         .prefix = "r",
+                         .input_size = 1,
+                         .hidden_size = 1,
+                         .bidirectional = true};
   auto m = RecurrentModule::Create(config, **st);
   ASSERT_TRUE(m.ok()) << m.status();
   // Two sentences, [0.3, -1.0, 2.0] and [0.7], plus an empty one.
@@ -102,8 +106,8 @@ TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
   const std::string file = Build(TinyLstm("_l0"));
   auto st = SafeTensors::Parse(file, "w.safetensors");
   ASSERT_TRUE(st.ok());
-  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
-                         .hidden_size = 2};
+  RecurrentConfig config{
+      .kind = "lstm", .prefix = "r", .input_size = 1, .hidden_size = 2};
   auto m = RecurrentModule::Create(config, **st);
   EXPECT_THAT(m.status().ToString(),
               HasSubstr("w.safetensors: tensor r.weight_ih_l0: expected shape "
@@ -111,7 +115,8 @@ TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
   config.hidden_size = 1;
   config.num_layers = 2;
   m = RecurrentModule::Create(config, **st);
-  EXPECT_THAT(m.status().ToString(), HasSubstr("no tensor named r.weight_ih_l1"));
+  EXPECT_THAT(m.status().ToString(),
+              HasSubstr("no tensor named r.weight_ih_l1"));
   config.num_layers = 1;
   config.prefix = "other";
   m = RecurrentModule::Create(config, **st);
@@ -122,8 +127,11 @@ TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
   const std::string file = Build(TinyLstm("_l0"));
   auto st = SafeTensors::Parse(file, "w");
   ASSERT_TRUE(st.ok());
-  RecurrentConfig config{.kind = "lstm", .prefix = "r", .input_size = 1,
-                         .hidden_size = 1, .bidirectional = true,
+  RecurrentConfig config{.kind = "lstm",
+                         .prefix = "r",
+                         .input_size = 1,
+                         .hidden_size = 1,
+                         .bidirectional = true,
                          .residual = true};
   EXPECT_THAT(RecurrentModule::Create(config, **st).status().ToString(),
               HasSubstr("residual needs input_size (1) equal to the output "

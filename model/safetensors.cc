@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_set.h"
@@ -33,7 +32,7 @@ float HalfToFloat(uint16_t h) {
     bits = sign | ((exp + 112) << 23) | (mant << 13);
   } else if (mant == 0) {
     bits = sign;  // +-0
-  } else {  // subnormal half: normalise
+  } else {        // subnormal half: normalise
     exp = 113;
     while ((mant & 0x400) == 0) {
       mant <<= 1;
@@ -64,8 +63,9 @@ absl::StatusOr<SafeTensors::TensorInfo> ParseEntry(const std::string& file,
   const std::string where = absl::StrCat("tensor ", tensor);
   if (!entry.is_object() || !entry.contains("dtype") ||
       !entry.contains("shape") || !entry.contains("data_offsets")) {
-    return Error(file, absl::StrCat(where, ": needs dtype, shape and "
-                                           "data_offsets"));
+    return Error(file, absl::StrCat(where,
+                                    ": needs dtype, shape and "
+                                    "data_offsets"));
   }
   SafeTensors::TensorInfo info;
   const Json& dtype = entry["dtype"];
@@ -98,9 +98,9 @@ absl::StatusOr<SafeTensors::TensorInfo> ParseEntry(const std::string& file,
   info.begin = offsets[0].get<uint64_t>();
   info.end = offsets[1].get<uint64_t>();
   if (info.begin > info.end || info.end > data_size) {
-    return Error(file, absl::StrCat(where, ": data_offsets [", info.begin,
-                                    ", ", info.end, "] are outside the ",
-                                    data_size, " data bytes"));
+    return Error(file, absl::StrCat(where, ": data_offsets [", info.begin, ", ",
+                                    info.end, "] are outside the ", data_size,
+                                    " data bytes"));
   }
   if (info.end - info.begin != elements * DTypeSize(info.dtype)) {
     return Error(file, absl::StrCat(where, ": shape ", ShapeString(info.shape),
@@ -148,10 +148,11 @@ absl::Status CheckContiguous(
   size_t expected = 0;
   for (const auto& [begin, name] : spans) {
     if (begin != expected) {
-      return Error(file, absl::StrCat("tensor ", name, " starts at data byte ",
-                                      begin, "; the previous tensor ends at ",
-                                      expected, " (holes and overlaps are "
-                                      "not allowed)"));
+      return Error(file,
+                   absl::StrCat("tensor ", name, " starts at data byte ", begin,
+                                "; the previous tensor ends at ", expected,
+                                " (holes and overlaps are "
+                                "not allowed)"));
     }
     expected = tensors.at(name).end;
   }
@@ -180,9 +181,10 @@ absl::StatusOr<std::unique_ptr<SafeTensors>> SafeTensors::Parse(
     absl::string_view data, const std::string& name) {
   uint64_t header_size = 0;
   if (data.size() < 8) {
-    return absl::DataLossError(absl::StrCat(
-        name, ": ", data.size(), " bytes; a safetensors file starts with an "
-        "8-byte header length"));
+    return absl::DataLossError(
+        absl::StrCat(name, ": ", data.size(),
+                     " bytes; a safetensors file starts with an "
+                     "8-byte header length"));
   }
   std::memcpy(&header_size, data.data(), 8);
   if (header_size > kMaxHeaderBytes || header_size > data.size() - 8) {
@@ -205,7 +207,8 @@ absl::StatusOr<std::unique_ptr<SafeTensors>> SafeTensors::Parse(
         ParseEntry(name, item.key(), item.value(), st->data_.size()));
     st->tensors_.emplace(item.key(), std::move(info));
   }
-  CTXEMBED_RETURN_IF_ERROR(CheckContiguous(name, st->tensors_, st->data_.size()));
+  CTXEMBED_RETURN_IF_ERROR(
+      CheckContiguous(name, st->tensors_, st->data_.size()));
   return st;
 }
 
@@ -220,8 +223,8 @@ absl::StatusOr<const SafeTensors::TensorInfo*> SafeTensors::Info(
     absl::string_view tensor) const {
   auto it = tensors_.find(tensor);
   if (it == tensors_.end()) {
-    return absl::NotFoundError(absl::StrCat(name_, ": no tensor named ",
-                                            tensor));
+    return absl::NotFoundError(
+        absl::StrCat(name_, ": no tensor named ", tensor));
   }
   return &it->second;
 }
@@ -230,9 +233,9 @@ absl::StatusOr<std::vector<float>> SafeTensors::ReadFloats(
     absl::string_view tensor, const std::vector<int64_t>& shape) const {
   CTXEMBED_ASSIGN_OR_RETURN(const TensorInfo* info, Info(tensor));
   if (info->shape != shape) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name_, ": tensor ", tensor, ": expected shape ", ShapeString(shape),
-        ", got ", ShapeString(info->shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name_, ": tensor ", tensor, ": expected shape ",
+                     ShapeString(shape), ", got ", ShapeString(info->shape)));
   }
   const size_t n = (info->end - info->begin) / DTypeSize(info->dtype);
   std::vector<float> out(n);

@@ -3,12 +3,11 @@
 #ifndef CTXEMBED_MODEL_SAFETENSORS_H_
 #define CTXEMBED_MODEL_SAFETENSORS_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -56,8 +55,8 @@ class SafeTensors {
   // [1024, 100], got [1024, 300]".
   absl::StatusOr<std::vector<float>> ReadFloats(
       absl::string_view tensor, const std::vector<int64_t>& shape) const;
-  absl::StatusOr<RowMatrixXf> ReadMatrix(absl::string_view tensor,
-                                         int64_t rows, int64_t cols) const;
+  absl::StatusOr<RowMatrixXf> ReadMatrix(absl::string_view tensor, int64_t rows,
+                                         int64_t cols) const;
   absl::StatusOr<Eigen::VectorXf> ReadVector(absl::string_view tensor,
                                              int64_t size) const;
 

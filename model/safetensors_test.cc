@@ -109,9 +109,9 @@ TEST(SafeTensorsTest, RefusesMalformedFiles) {
 }
 
 TEST(SafeTensorsTest, EveryTruncationIsRefused) {
-  const std::string file = File(
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
-      Floats({1, 2}));
+  const std::string file =
+      File(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+           Floats({1, 2}));
   for (size_t n = 0; n < file.size(); ++n) {
     EXPECT_FALSE(SafeTensors::Parse(file.substr(0, n), "cut").ok()) << n;
   }

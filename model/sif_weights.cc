@@ -32,9 +32,10 @@ absl::StatusOr<std::unique_ptr<SifWeights>> SifWeights::Create(
     w->vectors_ = &vectors;
     w->total_ = static_cast<double>(vectors.total_count());
   } else {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "sif pooling needs word counts: ", vectors.format(),
-        " vectors record none; name a counts file in \"sif\": {\"counts\": ...}"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("sif pooling needs word counts: ", vectors.format(),
+                     " vectors record none; name a counts file in \"sif\": "
+                     "{\"counts\": ...}"));
   }
   if (!(w->total_ > 0)) {
     return absl::InvalidArgumentError(
@@ -58,14 +59,14 @@ absl::Status SifWeights::LoadCounts(const std::string& path) {
     int64_t count = 0;
     if (fields.size() != 2 || !absl::SimpleAtoi(fields[1], &count) ||
         count < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": line ", line_no,
-          ": expected \"word count\" with a count >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": line ", line_no,
+                       ": expected \"word count\" with a count >= 0"));
     }
     if (!file_counts_.emplace(std::string(fields[0]), count).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": line ", line_no, ": word \"", fields[0],
-          "\" is listed twice"));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": line ", line_no,
+                                                     ": word \"", fields[0],
+                                                     "\" is listed twice"));
     }
     total_ += static_cast<double>(count);
   }
@@ -84,23 +85,23 @@ absl::Status SifWeights::LoadComponents(const std::string& path,
         "] with 1 <= k <= ", token_dim, ", got ", ShapeString(info->shape)));
   }
   CTXEMBED_ASSIGN_OR_RETURN(
-      RowMatrixXf c, tensors->ReadMatrix("components", info->shape[0],
-                                         token_dim));
+      RowMatrixXf c,
+      tensors->ReadMatrix("components", info->shape[0], token_dim));
   for (Eigen::Index k = 0; k < c.rows(); ++k) {
     const double norm = c.row(k).cast<double>().norm();
     if (!(std::abs(norm - 1.0) < 1e-3)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": tensor components: row ", k, " has norm ", norm,
-          "; components must be unit vectors"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": tensor components: row ", k, " has norm ", norm,
+                       "; components must be unit vectors"));
     }
   }
   for (Eigen::Index i = 0; i < c.rows(); ++i) {
     for (Eigen::Index j = 0; j < i; ++j) {
       const double dot = c.row(i).cast<double>().dot(c.row(j).cast<double>());
       if (!(std::abs(dot) < 1e-3)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ": tensor components: rows ", j, " and ", i,
-            " are not orthogonal (dot product ", dot, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": tensor components: rows ", j, " and ", i,
+                         " are not orthogonal (dot product ", dot, ")"));
       }
     }
   }

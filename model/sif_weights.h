@@ -4,12 +4,11 @@
 #ifndef CTXEMBED_MODEL_SIF_WEIGHTS_H_
 #define CTXEMBED_MODEL_SIF_WEIGHTS_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"

@@ -1,9 +1,9 @@
 #include "model/sif_weights.h"
 
-#include <cstring>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include "model/model.h"
 #include "model/test_data.h"
@@ -111,8 +111,8 @@ TEST(SifWeightsTest, TowersOfferSifWhereThereAreCounts) {
   TempDir dir;
   const std::string golden = testing::GoldenDir() + "/models/";
   dir.Write("config.json", R"({"ctxembed_format": 1, "name": "m",
-      "embedding": {"kind": "fasttext", "file": ")" + golden +
-                               R"(sg_d8_vec/vectors.vec"}})");
+      "embedding": {"kind": "fasttext", "file": ")" +
+                               golden + R"(sg_d8_vec/vectors.vec"}})");
   auto vec = Model::Load(dir.path());
   ASSERT_TRUE(vec.ok()) << vec.status();
   EXPECT_FALSE((*vec)->tower(0).supports_sif());
@@ -122,8 +122,8 @@ TEST(SifWeightsTest, TowersOfferSifWhereThereAreCounts) {
   EXPECT_THAT(Model::Load(dir.path()).status().ToString(),
               HasSubstr("name a counts file"));
   dir.Write("config.json", R"({"ctxembed_format": 1, "name": "m",
-      "embedding": {"kind": "fasttext", "file": ")" + golden +
-                               R"(sg_d8/vectors.bin"}})");
+      "embedding": {"kind": "fasttext", "file": ")" +
+                               golden + R"(sg_d8/vectors.bin"}})");
   auto bin = Model::Load(dir.path());
   ASSERT_TRUE(bin.ok()) << bin.status();
   EXPECT_TRUE((*bin)->tower(0).supports_sif());

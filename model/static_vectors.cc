@@ -18,14 +18,14 @@ constexpr size_t kMaxWordBytes = 4096;
 
 }  // namespace
 
-absl::Status ParseVectorsHeader(absl::string_view data,
-                                const std::string& name, size_t* count,
-                                int* dim, size_t* header_bytes) {
+absl::Status ParseVectorsHeader(absl::string_view data, const std::string& name,
+                                size_t* count, int* dim, size_t* header_bytes) {
   const size_t eol = data.find('\n');
   if (eol == absl::string_view::npos || eol > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": not a fastText .bin, .vec or word2vec file (no magic "
-              "number and no \"count dim\" header line)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name,
+                     ": not a fastText .bin, .vec or word2vec file (no magic "
+                     "number and no \"count dim\" header line)"));
   }
   std::vector<absl::string_view> parts = absl::StrSplit(
       absl::StripAsciiWhitespace(data.substr(0, eol)), ' ', absl::SkipEmpty());
@@ -33,9 +33,9 @@ absl::Status ParseVectorsHeader(absl::string_view data,
   int d = 0;
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &n) ||
       !absl::SimpleAtoi(parts[1], &d)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": line 1: expected \"count dim\", got \"",
-        absl::CHexEscape(data.substr(0, eol)), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": line 1: expected \"count dim\", got \"",
+                     absl::CHexEscape(data.substr(0, eol)), "\""));
   }
   if (d < 1 || d > kMaxDim) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -44,9 +44,9 @@ absl::Status ParseVectorsHeader(absl::string_view data,
   // Every row takes at least one byte per value and two for word and
   // separator, so a larger count is a lie we must not allocate for.
   if (n > (data.size() - eol) / (static_cast<uint64_t>(d) + 2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": line 1: header claims ", n, " words of dim ", d,
-        "; the file has only ", data.size(), " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": line 1: header claims ", n, " words of dim ", d,
+                     "; the file has only ", data.size(), " bytes"));
   }
   *count = n;
   *dim = d;
@@ -55,7 +55,7 @@ absl::Status ParseVectorsHeader(absl::string_view data,
 }
 
 StaticVectors::StaticVectors(int dim, size_t words, absl::string_view format)
-    : dim_(dim), words_(words), format_(format) {
+    : dim_(dim), format_(format) {
   ids_.reserve(words);
   rows_.reserve(words * dim);
 }
@@ -93,18 +93,20 @@ absl::StatusOr<std::unique_ptr<StaticVectors>> StaticVectors::ParseText(
     if (eol == absl::string_view::npos) {
       // Writers end every row with a newline; without it the file may have
       // been cut inside the last value.
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": line ", line_no, ": no newline at the end of the row "
-          "(truncated file?)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": line ", line_no,
+                       ": no newline at the end of the row "
+                       "(truncated file?)"));
     }
     absl::string_view line = data.substr(pos, eol - pos);
     pos = eol + 1;
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (fields.size() != static_cast<size_t>(dim) + 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, ": line ", line_no, ": ", fields.empty() ? 0 : fields.size() - 1,
-          " values; the header says dim ", dim));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": line ", line_no, ": ",
+                       fields.empty() ? 0 : fields.size() - 1,
+                       " values; the header says dim ", dim));
     }
     float* row = v->AddRow(fields[0]);
     for (int j = 0; j < dim; ++j) {
@@ -127,8 +129,10 @@ absl::StatusOr<std::unique_ptr<StaticVectors>> StaticVectors::ParseBinary(
     absl::string_view data, const std::string& name) {
   size_t count, header;
   int dim;
-  CTXEMBED_RETURN_IF_ERROR(ParseVectorsHeader(data, name, &count, &dim, &header));
-  std::unique_ptr<StaticVectors> v(new StaticVectors(dim, count, "word2vec-bin"));
+  CTXEMBED_RETURN_IF_ERROR(
+      ParseVectorsHeader(data, name, &count, &dim, &header));
+  std::unique_ptr<StaticVectors> v(
+      new StaticVectors(dim, count, "word2vec-bin"));
   ByteReader in(data, name);
   absl::string_view skip, values;
   CTXEMBED_RETURN_IF_ERROR(in.ReadBytes(header, &skip, "the header"));
@@ -144,11 +148,12 @@ absl::StatusOr<std::unique_ptr<StaticVectors>> StaticVectors::ParseBinary(
                                    "a space"));
     }
     absl::string_view word;
-    CTXEMBED_RETURN_IF_ERROR(in.ReadBytes(space - in.offset(), &word, "a word"));
+    CTXEMBED_RETURN_IF_ERROR(
+        in.ReadBytes(space - in.offset(), &word, "a word"));
     CTXEMBED_RETURN_IF_ERROR(in.ReadBytes(1, &skip, "a space"));
-    CTXEMBED_RETURN_IF_ERROR(in.ReadBytes(dim * sizeof(float), &values,
-                                          absl::StrCat("the values of word ",
-                                                       i + 1)));
+    CTXEMBED_RETURN_IF_ERROR(
+        in.ReadBytes(dim * sizeof(float), &values,
+                     absl::StrCat("the values of word ", i + 1)));
     std::memcpy(v->AddRow(word), values.data(), values.size());
   }
   while (in.remaining() > 0 && data[in.offset()] == '\n') {

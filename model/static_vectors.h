@@ -42,7 +42,6 @@ class StaticVectors : public WordVectors {
 
   // Constant after parsing.
   int dim_;
-  size_t words_;
   absl::string_view format_;
   absl::flat_hash_map<std::string, size_t> ids_;
   std::vector<float> rows_;
@@ -50,9 +49,8 @@ class StaticVectors : public WordVectors {
 
 // Parses a "count dim" header line (the first line of both formats). On
 // success sets *count, *dim and *header_bytes (including the newline).
-absl::Status ParseVectorsHeader(absl::string_view data,
-                                const std::string& name, size_t* count,
-                                int* dim, size_t* header_bytes);
+absl::Status ParseVectorsHeader(absl::string_view data, const std::string& name,
+                                size_t* count, int* dim, size_t* header_bytes);
 
 }  // namespace ctxembed
 

@@ -12,9 +12,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string Binary(const std::vector<std::pair<std::string, std::vector<float>>>& rows,
-                   int dim) {
-  std::string out = std::to_string(rows.size()) + " " + std::to_string(dim) + "\n";
+std::string Binary(
+    const std::vector<std::pair<std::string, std::vector<float>>>& rows,
+    int dim) {
+  std::string out =
+      std::to_string(rows.size()) + " " + std::to_string(dim) + "\n";
   for (const auto& [word, values] : rows) {
     out += word + " ";
     out.append(reinterpret_cast<const char*>(values.data()), values.size() * 4);
@@ -57,13 +59,15 @@ TEST(StaticVectorsTest, VecRowWithWrongCountNamesTheLine) {
   v = ParseWordVectors("1 2\na 1 x\n", "bad.vec");
   EXPECT_THAT(v.status().ToString(), HasSubstr("line 2: value 2 \"x\""));
   v = ParseWordVectors("1 2\na 1 2\nb 3 4\n", "bad.vec");
-  EXPECT_THAT(v.status().ToString(), HasSubstr("more rows than the header's 1"));
+  EXPECT_THAT(v.status().ToString(),
+              HasSubstr("more rows than the header's 1"));
 }
 
 TEST(StaticVectorsTest, AbsurdHeaderIsRefusedWithoutAllocating) {
   auto v = ParseWordVectors("4000000000 300\nx 1\n", "big.vec");
   ASSERT_FALSE(v.ok());
-  EXPECT_THAT(v.status().ToString(), HasSubstr("header claims 4000000000 words"));
+  EXPECT_THAT(v.status().ToString(),
+              HasSubstr("header claims 4000000000 words"));
   v = ParseWordVectors("1 0\n", "zero.vec");
   EXPECT_THAT(v.status().ToString(), HasSubstr("dim 0 is outside"));
 }

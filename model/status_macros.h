@@ -7,18 +7,19 @@
 #include "absl/status/statusor.h"
 
 // Returns from the calling function if `expr` (an absl::Status) is not OK.
-#define CTXEMBED_RETURN_IF_ERROR(expr)          \
-  do {                                          \
-    ::absl::Status _ctx_status = (expr);        \
-    if (!_ctx_status.ok()) return _ctx_status;  \
+#define CTXEMBED_RETURN_IF_ERROR(expr)         \
+  do {                                         \
+    ::absl::Status _ctx_status = (expr);       \
+    if (!_ctx_status.ok()) return _ctx_status; \
   } while (0)
 
 #define CTXEMBED_CONCAT_INNER(a, b) a##b
 #define CTXEMBED_CONCAT(a, b) CTXEMBED_CONCAT_INNER(a, b)
 
 // `lhs` = value of `rexpr` (an absl::StatusOr<T>), or returns its status.
-#define CTXEMBED_ASSIGN_OR_RETURN(lhs, rexpr) \
-  CTXEMBED_ASSIGN_OR_RETURN_IMPL(CTXEMBED_CONCAT(_ctx_or_, __LINE__), lhs, rexpr)
+#define CTXEMBED_ASSIGN_OR_RETURN(lhs, rexpr)                              \
+  CTXEMBED_ASSIGN_OR_RETURN_IMPL(CTXEMBED_CONCAT(_ctx_or_, __LINE__), lhs, \
+                                 rexpr)
 
 #define CTXEMBED_ASSIGN_OR_RETURN_IMPL(tmp, lhs, rexpr) \
   auto tmp = (rexpr);                                   \

@@ -20,27 +20,28 @@ absl::StatusOr<std::unique_ptr<TableVectors>> TableVectors::Create(
   for (size_t i = 0; i < lines.size(); ++i) {
     absl::string_view token = absl::StripSuffix(lines[i], "\r");
     if (!v->ids_.emplace(std::string(token), static_cast<int>(i)).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          vocab_path, ": line ", i + 1, ": token \"", token,
-          "\" is already on an earlier line"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(vocab_path, ": line ", i + 1, ": token \"", token,
+                       "\" is already on an earlier line"));
     }
   }
   CTXEMBED_ASSIGN_OR_RETURN(const SafeTensors::TensorInfo* info,
                             weights.Info(tensor));
   if (info->shape.size() != 2 ||
       info->shape[0] != static_cast<int64_t>(lines.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        weights.name(), ": tensor ", tensor, ": expected shape [",
-        lines.size(), ", dim] (one row per line of ", vocab_path, "), got ",
-        ShapeString(info->shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(weights.name(), ": tensor ", tensor, ": expected shape [",
+                     lines.size(), ", dim] (one row per line of ", vocab_path,
+                     "), got ", ShapeString(info->shape)));
   }
   CTXEMBED_ASSIGN_OR_RETURN(
       v->table_, weights.ReadMatrix(tensor, info->shape[0], info->shape[1]));
   if (!unk_token.empty()) {
     auto it = v->ids_.find(unk_token);
     if (it == v->ids_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          vocab_path, ": unk_token \"", unk_token, "\" is not in the vocabulary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(vocab_path, ": unk_token \"", unk_token,
+                       "\" is not in the vocabulary"));
     }
     v->unk_ = it->second;
   }

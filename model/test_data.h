@@ -31,8 +31,9 @@ inline std::string SharedDir() {
 inline std::string MissingSharedData(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) == 0) return "";
-  return path + " is missing (../shared is not beside this checkout, or "
-                "CTXEMBED_SHARED_DIR is unset): skipped";
+  return path +
+         " is missing (../shared is not beside this checkout, or "
+         "CTXEMBED_SHARED_DIR is unset): skipped";
 }
 
 // A fresh directory under /tmp, removed with everything in it when the

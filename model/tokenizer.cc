@@ -30,7 +30,9 @@ void Tokenizer::Split(absl::string_view text, Emit emit) const {
       emit(text.substr(i++, 1));
       continue;
     }
-    while (i < n && !IsSpace(text[i]) && !(split_punct_ && IsAsciiPunct(text[i]))) ++i;
+    while (i < n && !IsSpace(text[i]) &&
+           !(split_punct_ && IsAsciiPunct(text[i])))
+      ++i;
     if (i > start) emit(text.substr(start, i - start));
   }
 }

@@ -17,8 +17,12 @@ TEST(TokenizerTest, SplitsOnTheSixAsciiSpacesLikeFastText) {
   EXPECT_EQ(t->CountTokens("  a\tb\nc\rd\ve\ff  g "), 7u);
   // Non-breaking space and other Unicode spaces are part of tokens, as in
   // fastText.
-  t->Tokenize("a\xC2\xA0" "b", &tokens);
-  EXPECT_THAT(tokens, ElementsAre("a\xC2\xA0" "b"));
+  t->Tokenize(
+      "a\xC2\xA0"
+      "b",
+      &tokens);
+  EXPECT_THAT(tokens, ElementsAre("a\xC2\xA0"
+                                  "b"));
 }
 
 TEST(TokenizerTest, EmptyAndBlankTextHaveNoTokens) {

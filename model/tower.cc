@@ -36,8 +36,8 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::Create(
   std::unique_ptr<Tower> t(new Tower());
   t->name_ = name;
   t->config_ = config;
-  CTXEMBED_ASSIGN_OR_RETURN(t->vectors_,
-                            LoadEmbedding(config.embedding, weights, model_dir));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      t->vectors_, LoadEmbedding(config.embedding, weights, model_dir));
   int dim = t->vectors_->dim();
   std::vector<std::string> parts;
   for (size_t i = 0; i < config.encoder.size(); ++i) {
@@ -47,17 +47,19 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::Create(
           "tower ", name, ": encoder[", i, "] (", m.prefix, ") has input_size ",
           m.input_size, " but its input has size ", dim));
     }
-    CTXEMBED_ASSIGN_OR_RETURN(auto module, RecurrentModule::Create(m, *weights));
+    CTXEMBED_ASSIGN_OR_RETURN(auto module,
+                              RecurrentModule::Create(m, *weights));
     dim = module->output_size();
     parts.push_back(ModuleName(m));
     t->modules_.push_back(std::move(module));
   }
   t->token_dim_ = dim;
-  t->architecture_ = parts.empty() ? "bag_of_vectors" : absl::StrJoin(parts, "+");
+  t->architecture_ =
+      parts.empty() ? "bag_of_vectors" : absl::StrJoin(parts, "+");
   CTXEMBED_RETURN_IF_ERROR(t->CreateSif(model_dir));
   if (config.projection) {
-    CTXEMBED_ASSIGN_OR_RETURN(Linear p,
-                              Linear::Create(*config.projection, dim, *weights));
+    CTXEMBED_ASSIGN_OR_RETURN(
+        Linear p, Linear::Create(*config.projection, dim, *weights));
     dim = p.output_size();
     t->projection_ = std::move(p);
   }
@@ -94,8 +96,9 @@ absl::Status Tower::CreateSif(const std::string& model_dir) {
     return absl::OkStatus();
   }
   if (!sif.ok()) {
-    return absl::Status(sif.status().code(),
-                        absl::StrCat("tower ", name_, ": ", sif.status().message()));
+    return absl::Status(
+        sif.status().code(),
+        absl::StrCat("tower ", name_, ": ", sif.status().message()));
   }
   sif_ = *std::move(sif);
   return absl::OkStatus();

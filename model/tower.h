@@ -3,12 +3,11 @@
 #ifndef CTXEMBED_MODEL_TOWER_H_
 #define CTXEMBED_MODEL_TOWER_H_
 
+#include <Eigen/Core>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"

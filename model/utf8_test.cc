@@ -14,12 +14,12 @@ TEST(Utf8Test, AcceptsWellFormedText) {
 
 TEST(Utf8Test, FindsTheFirstBadByte) {
   EXPECT_EQ(FindInvalidUtf8("ab\xFF"), 2u);
-  EXPECT_EQ(FindInvalidUtf8("\xC3"), 0u);                // cut sequence
-  EXPECT_EQ(FindInvalidUtf8("x\xC0\xAF"), 1u);           // overlong '/'
-  EXPECT_EQ(FindInvalidUtf8("\xE0\x80\xAF"), 0u);        // overlong
-  EXPECT_EQ(FindInvalidUtf8("ok\xED\xA0\x80"), 2u);      // surrogate
-  EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0u);    // > U+10FFFF
-  EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9\x80"), 5u);     // stray continuation
+  EXPECT_EQ(FindInvalidUtf8("\xC3"), 0u);              // cut sequence
+  EXPECT_EQ(FindInvalidUtf8("x\xC0\xAF"), 1u);         // overlong '/'
+  EXPECT_EQ(FindInvalidUtf8("\xE0\x80\xAF"), 0u);      // overlong
+  EXPECT_EQ(FindInvalidUtf8("ok\xED\xA0\x80"), 2u);    // surrogate
+  EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0u);  // > U+10FFFF
+  EXPECT_EQ(FindInvalidUtf8("caf\xC3\xA9\x80"), 5u);   // stray continuation
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #include "model/word_vectors.h"
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -30,9 +30,10 @@ int32_t Int32At(absl::string_view data, size_t offset) {
 // its first `dim` values. Judged on the first row only.
 bool FirstRowIsText(absl::string_view data, size_t header, int dim) {
   absl::string_view rest = data.substr(header);
-  const size_t limit = std::min(rest.size(), rest.find(' ') == absl::string_view::npos
-                                                 ? rest.size()
-                                                 : rest.find(' ') + 1 + 4 * static_cast<size_t>(dim));
+  const size_t limit = std::min(
+      rest.size(), rest.find(' ') == absl::string_view::npos
+                       ? rest.size()
+                       : rest.find(' ') + 1 + 4 * static_cast<size_t>(dim));
   absl::string_view row = rest.substr(0, std::min(limit, rest.find('\n')));
   for (char c : row) {
     const auto u = static_cast<unsigned char>(c);
@@ -66,9 +67,10 @@ absl::StatusOr<std::unique_ptr<const WordVectors>> ParseWordVectors(
   if (!header_status.ok()) {
     if (LooksLikeOldFastText(data)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          name, ": fastText model from before version 0.9 (no magic "
-                "number); ctxembed reads fastText 0.9+ .bin files: load it "
-                "with fastText 0.9 and save it again"));
+          name,
+          ": fastText model from before version 0.9 (no magic "
+          "number); ctxembed reads fastText 0.9+ .bin files: load it "
+          "with fastText 0.9 and save it again"));
     }
     return header_status;
   }

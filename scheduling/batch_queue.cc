@@ -12,10 +12,12 @@ namespace ctxembed {
 absl::Status BatchQueue::Add(const std::shared_ptr<Task>& task,
                              int64_t now_micros) {
   if (size() + task->size() > options_.max_queue_sentences) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "server overloaded: ", size(), " sentences are queued and this "
-        "request adds ", task->size(), "; max_queue_sentences is ",
-        options_.max_queue_sentences, " (retry with backoff)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("server overloaded: ", size(),
+                     " sentences are queued and this "
+                     "request adds ",
+                     task->size(), "; max_queue_sentences is ",
+                     options_.max_queue_sentences, " (retry with backoff)"));
   }
   for (int i = 0; i < task->size(); ++i) {
     items_.push_back({task, i, task->length(i), now_micros});
@@ -47,7 +49,8 @@ std::optional<Batch> BatchQueue::Take(int64_t now_micros, bool idle) {
       break;
     }
     const int longest = std::max(max_length, items_[c].length);
-    if (static_cast<int64_t>(longest) * (chosen.size() + 1) >
+    if (static_cast<int64_t>(longest) *
+            static_cast<int64_t>(chosen.size() + 1) >
         options_.max_batch_tokens) {
       full = true;  // this one would not fit; a shorter one still might
       continue;
@@ -55,7 +58,8 @@ std::optional<Batch> BatchQueue::Take(int64_t now_micros, bool idle) {
     chosen.push_back(c);
     max_length = longest;
   }
-  full = full || static_cast<int>(chosen.size()) == options_.max_batch_sentences;
+  full =
+      full || static_cast<int>(chosen.size()) == options_.max_batch_sentences;
   const bool waited_enough =
       now_micros - oldest.enqueued_micros >= options_.max_queue_delay_micros;
   if (!full && !idle && !waited_enough) return std::nullopt;
@@ -94,8 +98,7 @@ Batch BatchQueue::Extract(const std::vector<size_t>& chosen) {
   return batch;
 }
 
-std::vector<std::shared_ptr<Task>> BatchQueue::DropExpired(
-    int64_t now_micros) {
+std::vector<std::shared_ptr<Task>> BatchQueue::DropExpired(int64_t now_micros) {
   std::vector<std::shared_ptr<Task>> expired;
   absl::flat_hash_set<const Task*> seen;
   auto gone = [&](const PendingItem& p) {
@@ -111,10 +114,9 @@ std::vector<std::shared_ptr<Task>> BatchQueue::DropExpired(
 
 int BatchQueue::Remove(const Task* task) {
   const size_t before = items_.size();
-  items_.erase(std::remove_if(items_.begin(), items_.end(),
-                              [&](const PendingItem& p) {
-                                return p.task.get() == task;
-                              }),
+  items_.erase(std::remove_if(
+                   items_.begin(), items_.end(),
+                   [&](const PendingItem& p) { return p.task.get() == task; }),
                items_.end());
   return static_cast<int>(before - items_.size());
 }

@@ -4,7 +4,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-
 namespace ctxembed {
 namespace {
 
@@ -160,7 +159,8 @@ TEST_F(BatchQueueTest, ClearReturnsEveryWaitingJobOnce) {
 }
 
 TEST_F(BatchQueueTest, OneTaskPerBatchTakesWholeTasksInArrivalOrder) {
-  BatchQueue q({.max_batch_sentences = 2, .max_queue_delay_micros = 1000,
+  BatchQueue q({.max_batch_sentences = 2,
+                .max_queue_delay_micros = 1000,
                 .one_task_per_batch = true});
   auto a = Job({5, 1, 7});  // more items than max_batch_sentences: still one
   auto b = Job({2});

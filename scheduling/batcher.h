@@ -104,6 +104,11 @@ class Batcher {
 
   Batcher(const Options& options, BatchFunction run, BatchObserver* observer,
           std::shared_ptr<Scheduler> scheduler);
+  // For the scheduler, which holds its own mu_ (the same mutex): tells the
+  // lock analysis so.
+  void AssertLockHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK(scheduler_->mu_) {
+    scheduler_->mu_.AssertHeld();
+  }
   // Why `task` may not enter the queue now (OK if it may).
   absl::Status CheckAdmission(const Task& task, int64_t now,
                               const char** reason) const

@@ -25,7 +25,8 @@ class CountingObserver : public BatchObserver {
     batches++;
     sentences_run += sentences;
     int seen = max_batch.load();
-    while (sentences > seen && !max_batch.compare_exchange_weak(seen, sentences)) {
+    while (sentences > seen &&
+           !max_batch.compare_exchange_weak(seen, sentences)) {
     }
   }
   void OnQueued(double) override {}
@@ -111,7 +112,8 @@ TEST_F(BatcherTest, ConcurrentRequestsAreBatchedAndReassembledInOrder) {
   std::vector<std::vector<int>> values(kRequests);
   std::vector<std::thread> clients;
   for (int r = 0; r < kRequests; ++r) {
-    for (int i = 0; i < 1 + r % 4; ++i) values[r].push_back(1 + (r * 7 + i * 3) % 20);
+    for (int i = 0; i < 1 + r % 4; ++i)
+      values[r].push_back(1 + (r * 7 + i * 3) % 20);
     clients.emplace_back([&, r] {
       ASSERT_TRUE((*batcher)->Submit(Job(values[r], &outcomes[r])).ok());
     });
@@ -166,10 +168,8 @@ TEST_F(BatcherTest, ExpiredWorkFailsWithoutBeingComputed) {
   ASSERT_TRUE((*batcher)->Submit(blocker).ok());
   entered.WaitForNotification();
   Outcome late;
-  ASSERT_TRUE((*batcher)
-                  ->Submit(Job({2, 1}, &late,
-                               clock.NowMicros() + 1000))
-                  .ok());
+  ASSERT_TRUE(
+      (*batcher)->Submit(Job({2, 1}, &late, clock.NowMicros() + 1000)).ok());
   clock.Advance(2000);  // the deadline passes while it waits
   release.Notify();
   late.done.WaitForNotification();
@@ -204,18 +204,18 @@ TEST_F(BatcherTest, RefusesWhatCannotFitOrCannotMeetItsDeadline) {
   first.done.WaitForNotification();
   ASSERT_GT((*batcher)->seconds_per_sentence(), 0);
   Outcome hopeless;
-  s = (*batcher)->Submit(
-      Job({1, 1}, &hopeless, clock.NowMicros() + 0));
+  s = (*batcher)->Submit(Job({1, 1}, &hopeless, clock.NowMicros() + 0));
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(std::string(s.message()), HasSubstr("deadline cannot be met"));
 }
 
 TEST_F(BatcherTest, AQueueWaitBudgetRefusesWhatWouldWaitTooLong) {
   ManualClock clock;
-  auto batcher = Batcher::Create(
-      {.queue = {.max_batch_sentences = 1}, .num_workers = 1,
-       .max_queue_wait_micros = 1, .clock = &clock},
-      SlowSquare(&clock), &observer_);
+  auto batcher = Batcher::Create({.queue = {.max_batch_sentences = 1},
+                                  .num_workers = 1,
+                                  .max_queue_wait_micros = 1,
+                                  .clock = &clock},
+                                 SlowSquare(&clock), &observer_);
   ASSERT_TRUE(batcher.ok());
   Outcome first;  // measures the time per sentence
   ASSERT_TRUE((*batcher)->Submit(Job({3}, &first)).ok());
@@ -229,14 +229,13 @@ TEST_F(BatcherTest, AQueueWaitBudgetRefusesWhatWouldWaitTooLong) {
 }
 
 TEST_F(BatcherTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
-  auto batcher = Create({.queue = {.max_batch_sentences = 1}, .num_workers = 1});
+  auto batcher =
+      Create({.queue = {.max_batch_sentences = 1}, .num_workers = 1});
   ASSERT_TRUE(batcher.ok());
   constexpr int kJobs = 50;
   std::vector<Outcome> outcomes(kJobs);
   for (int i = 0; i < kJobs; ++i) {
-    ASSERT_TRUE((*batcher)
-                    ->Submit(Job({8, 1}, &outcomes[i]))
-                    .ok());
+    ASSERT_TRUE((*batcher)->Submit(Job({8, 1}, &outcomes[i])).ok());
   }
   (*batcher)->Shutdown(/*drain_timeout_micros=*/0);
   int ok = 0, unavailable = 0;

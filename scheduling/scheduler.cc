@@ -34,7 +34,8 @@ absl::StatusOr<std::shared_ptr<Scheduler>> Scheduler::Create(
   std::shared_ptr<Scheduler> s(new Scheduler(options));
   int workers = options.num_workers;
   if (workers == 0) {
-    workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    workers =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
   for (int i = 0; i < workers; ++i) {
     s->workers_.emplace_back([p = s.get()] { p->WorkerLoop(); });
@@ -67,6 +68,7 @@ void Scheduler::Unregister(Batcher* queue) {
 }
 
 void Scheduler::CollectFailures(Batcher* q, int64_t now, Work* work) {
+  q->AssertLockHeld();
   Work::Failures f;
   f.expired = q->queue_.DropExpired(now);
   if (exiting_ || (q->stopping_ && now >= q->drain_deadline_micros_)) {
@@ -92,6 +94,7 @@ Scheduler::Work Scheduler::NextWork() {
     for (size_t i = 0; i < n; ++i) {
       const size_t k = (next_queue_ + i) % n;
       Batcher* q = queues_[k];
+      q->AssertLockHeld();
       // A queue with no batch running takes what waits at once; so does
       // one that is draining.
       work.batch = q->queue_.Take(now, q->running_ == 0 || q->stopping_);
@@ -110,6 +113,7 @@ Scheduler::Work Scheduler::NextWork() {
     }
     int64_t due = std::numeric_limits<int64_t>::max();
     for (const Batcher* q : queues_) {
+      q->AssertLockHeld();
       due = std::min(due, q->queue_.NextDueMicros());
       if (q->stopping_ && q->queue_.size() > 0) {
         due = std::min(due, q->drain_deadline_micros_);
@@ -135,14 +139,16 @@ void Scheduler::WorkerLoop() {
                            "the deadline passed while the request waited in "
                            "the queue"),
                        "deadline");
-      f.queue->FailAll(f.abandoned,
-                       absl::UnavailableError(
-                           "the server shut down before this request could run"),
-                       "unavailable");
+      f.queue->FailAll(
+          f.abandoned,
+          absl::UnavailableError(
+              "the server shut down before this request could run"),
+          "unavailable");
       if (f.queue->observer_ != nullptr) {
         f.queue->observer_->OnQueueDepth(f.depth);
       }
       MutexLock lock(&mu_);
+      f.queue->AssertLockHeld();
       // The queue may be destroyed once busy_ is 0 and the lock released.
       if (--f.queue->busy_ == 0) f.queue->idle_.SignalAll();
     }

@@ -71,8 +71,9 @@ TEST(SchedulerTest, BatchersShareTheWorkersInsteadOfAddingThreads) {
   Log log;
   std::vector<Notification> done(3);
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(
-        batchers[i]->Submit(Named("m" + std::to_string(i), &log, &done[i])).ok());
+    ASSERT_TRUE(batchers[i]
+                    ->Submit(Named("m" + std::to_string(i), &log, &done[i]))
+                    .ok());
   }
   for (auto& d : done) d.WaitForNotification();
   EXPECT_EQ(ThreadCount(), before);  // three models, still two workers
@@ -90,12 +91,12 @@ TEST(SchedulerTest, QueuesAreServedInTurn) {
   // Hold the one worker in a done callback while both queues fill.
   Log log;
   Notification entered, release;
-  auto blocker = std::make_shared<Task>(
-      TaskKey{}, std::vector<int>{1}, Task::kNoDeadline,
-      [&](Task&, const absl::Status&) {
-        entered.Notify();
-        release.WaitForNotification();
-      });
+  auto blocker =
+      std::make_shared<Task>(TaskKey{}, std::vector<int>{1}, Task::kNoDeadline,
+                             [&](Task&, const absl::Status&) {
+                               entered.Notify();
+                               release.WaitForNotification();
+                             });
   ASSERT_TRUE((*busy)->Submit(blocker).ok());
   entered.WaitForNotification();
   for (int i = 0; i < 8; ++i) {
@@ -143,8 +144,8 @@ TEST(SchedulerTest, DestroyingTheLastReferenceFailsWhatNoBatcherDrained) {
     // scheduler's joins its worker: the task ends either way.
   }
   ASSERT_EQ(log.names().size(), 1u);
-  EXPECT_THAT(log.names()[0], ::testing::AnyOf("t", ::testing::HasSubstr(
-                                                        "shut down")));
+  EXPECT_THAT(log.names()[0],
+              ::testing::AnyOf("t", ::testing::HasSubstr("shut down")));
 }
 
 TEST(SchedulerTest, RejectsNegativeWorkers) {

@@ -64,7 +64,9 @@ template <typename Request, typename Response>
 class BatchedCall : public grpc::ServerUnaryReactor {
  public:
   BatchedCall(Method method, ServerMetrics* metrics, grpc::ByteBuffer* out)
-      : method_(method), metrics_(metrics), out_(out),
+      : method_(method),
+        metrics_(metrics),
+        out_(out),
         start_(SteadyClock::now()) {
     metrics_->AddInflight(1);
   }
@@ -489,7 +491,8 @@ template <typename Response>
 grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
     Method method, EmbedJob::Kind kind, grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
-  auto* call = new BatchedCall<v1::EmbedRequest, Response>(method, metrics_, out);
+  auto* call =
+      new BatchedCall<v1::EmbedRequest, Response>(method, metrics_, out);
   CallStats stats;
   absl::Status parsed = ParseRequest(*in, &call->request);
   absl::StatusOr<PreparedEmbed> prepared =
@@ -517,9 +520,9 @@ grpc::ServerUnaryReactor* EmbedderService::Embed(
 grpc::ServerUnaryReactor* EmbedderService::EmbedTokens(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
-  return ServeBatched<v1::EmbedTokensResponse>(
-      Method::kEmbedTokens, EmbedJob::Kind::kEmbedTokens, context, request,
-      response);
+  return ServeBatched<v1::EmbedTokensResponse>(Method::kEmbedTokens,
+                                               EmbedJob::Kind::kEmbedTokens,
+                                               context, request, response);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*

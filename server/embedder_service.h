@@ -5,8 +5,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include "ctxembed/v1/embedder.grpc.pb.h"
-#include "server/metrics.h"
 #include "inference/request_handler.h"
+#include "server/metrics.h"
 
 namespace ctxembed {
 

@@ -2,9 +2,9 @@
 #ifndef CTXEMBED_SERVER_GRPC_STATUS_H_
 #define CTXEMBED_SERVER_GRPC_STATUS_H_
 
-#include <string>
-
 #include <grpcpp/support/status.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 

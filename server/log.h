@@ -15,8 +15,8 @@ namespace ctxembed {
 
 // Thread-safe: one fprintf per line.
 inline void Log(char severity, absl::string_view message) {
-  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
-                                            absl::Now(), absl::UTCTimeZone());
+  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                            absl::UTCTimeZone());
   std::fprintf(stderr, "%c %s ctxembed: %.*s\n", severity, when.c_str(),
                static_cast<int>(message.size()), message.data());
 }

@@ -24,14 +24,15 @@ const char* MethodName(Method method) {
 
 prometheus::Histogram::BucketBoundaries ServerMetrics::LatencyBuckets() {
   return {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
-          50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0};
+          50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0,  10.0};
 }
 
 ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
   requests_ = &prometheus::BuildCounter()
                    .Name("ctxembed_requests_total")
-                   .Help("Finished RPCs (stream messages for EmbedStream) by "
-                         "method and gRPC status code.")
+                   .Help(
+                       "Finished RPCs (stream messages for EmbedStream) by "
+                       "method and gRPC status code.")
                    .Register(*registry);
   request_duration_ = &prometheus::BuildHistogram()
                            .Name("ctxembed_request_duration_seconds")
@@ -39,8 +40,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                            .Register(*registry);
   inference_duration_ = &prometheus::BuildHistogram()
                              .Name("ctxembed_inference_duration_seconds")
-                             .Help("Time spent computing vectors in the "
-                                   "model, in seconds.")
+                             .Help(
+                                 "Time spent computing vectors in the "
+                                 "model, in seconds.")
                              .Register(*registry);
   input_tokens_ = &prometheus::BuildCounter()
                        .Name("ctxembed_input_tokens_total")
@@ -57,8 +59,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                      .Register(*registry);
   model_load_seconds_ = &prometheus::BuildGauge()
                              .Name("ctxembed_model_load_seconds")
-                             .Help("Seconds it took to load and warm up the "
-                                   "model.")
+                             .Help(
+                                 "Seconds it took to load and warm up the "
+                                 "model.")
                              .Register(*registry);
   queue_duration_ = &prometheus::BuildHistogram()
                          .Name("ctxembed_queue_duration_seconds")
@@ -70,13 +73,15 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                      .Register(*registry);
   batch_tokens_ = &prometheus::BuildHistogram()
                        .Name("ctxembed_batch_tokens")
-                       .Help("Padded tokens per batch (longest sentence x "
-                             "sentences).")
+                       .Help(
+                           "Padded tokens per batch (longest sentence x "
+                           "sentences).")
                        .Register(*registry);
   padding_ratio_ = &prometheus::BuildHistogram()
                         .Name("ctxembed_padding_ratio")
-                        .Help("Share of a batch's padded tokens that are "
-                              "padding.")
+                        .Help(
+                            "Share of a batch's padded tokens that are "
+                            "padding.")
                         .Register(*registry);
   queue_depth_ = &prometheus::BuildGauge()
                       .Name("ctxembed_queue_depth")
@@ -84,20 +89,22 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                       .Register(*registry);
   queue_capacity_ = &prometheus::BuildGauge()
                          .Name("ctxembed_queue_capacity")
-                         .Help("Most sentences that may wait for a batch "
-                               "(max_queue_sentences).")
+                         .Help(
+                             "Most sentences that may wait for a batch "
+                             "(max_queue_sentences).")
                          .Register(*registry);
   rejected_ = &prometheus::BuildCounter()
                    .Name("ctxembed_rejected_total")
-                   .Help("Requests refused or dropped, by reason "
-                         "(overloaded, deadline, cancelled, invalid, "
-                         "unavailable).")
+                   .Help(
+                       "Requests refused or dropped, by reason "
+                       "(overloaded, deadline, cancelled, invalid, "
+                       "unavailable).")
                    .Register(*registry);
   for (int m = 0; m < kNumMethods; ++m) {
     const char* name = MethodName(static_cast<Method>(m));
     ok_requests_[m] = &requests_->Add({{"method", name}, {"code", "OK"}});
-    durations_[m] = &request_duration_->Add({{"method", name}},
-                                            LatencyBuckets());
+    durations_[m] =
+        &request_duration_->Add({{"method", name}}, LatencyBuckets());
   }
 }
 
@@ -108,8 +115,8 @@ void ServerMetrics::RecordRequest(Method method, absl::StatusCode code,
     ok_requests_[m]->Increment();
   } else {
     // Rare; Family::Add finds the existing series under its own lock.
-    requests_->Add({{"method", MethodName(method)},
-                    {"code", StatusCodeName(code)}})
+    requests_
+        ->Add({{"method", MethodName(method)}, {"code", StatusCodeName(code)}})
         .Increment();
   }
   durations_[m]->Observe(seconds);
@@ -121,9 +128,8 @@ void ServerMetrics::ModelObserver::OnBatch(int sentences, int padded_tokens,
   series_->batch_size->Observe(sentences);
   series_->batch_tokens->Observe(padded_tokens);
   series_->padding->Observe(
-      padded_tokens > 0
-          ? 1.0 - static_cast<double>(real_tokens) / padded_tokens
-          : 0.0);
+      padded_tokens > 0 ? 1.0 - static_cast<double>(real_tokens) / padded_tokens
+                        : 0.0);
 }
 
 void ServerMetrics::ModelObserver::OnQueued(double seconds) {
@@ -146,15 +152,15 @@ ServerMetrics::PerModel& ServerMetrics::ModelSeries(const std::string& model) {
     series.inference = &inference_duration_->Add(labels, LatencyBuckets());
     series.tokens = &input_tokens_->Add(labels);
     series.queue = &queue_duration_->Add(labels, LatencyBuckets());
-    series.batch_size = &batch_size_->Add(
-        labels, prometheus::Histogram::BucketBoundaries{
-                    1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+    series.batch_size =
+        &batch_size_->Add(labels, prometheus::Histogram::BucketBoundaries{
+                                      1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
     series.batch_tokens = &batch_tokens_->Add(
         labels, prometheus::Histogram::BucketBoundaries{
                     16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536});
     series.padding = &padding_ratio_->Add(
-        labels, prometheus::Histogram::BucketBoundaries{
-                    0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9});
+        labels, prometheus::Histogram::BucketBoundaries{0, 0.05, 0.1, 0.2, 0.3,
+                                                        0.5, 0.7, 0.9});
     series.depth = &queue_depth_->Add(labels);
     for (const char* reason :
          {"overloaded", "deadline", "cancelled", "invalid", "unavailable"}) {

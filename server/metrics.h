@@ -17,14 +17,20 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
-#include "scheduling/mutex.h"
 #include "scheduling/batcher.h"
+#include "scheduling/mutex.h"
 
 namespace ctxembed {
 
 // The RPCs, as they appear in the `method` label.
-enum class Method { kEmbed, kEmbedTokens, kEmbedStream, kScore, kTokenize,
-                    kListModels };
+enum class Method {
+  kEmbed,
+  kEmbedTokens,
+  kEmbedStream,
+  kScore,
+  kTokenize,
+  kListModels
+};
 constexpr int kNumMethods = 6;
 const char* MethodName(Method method);
 

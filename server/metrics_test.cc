@@ -24,10 +24,12 @@ TEST(ServerMetricsTest, ExportsTheContractNames) {
   metrics.AddInflight(2);
   metrics.AddInflight(-1);
   const std::string text = Exposition(registry);
-  EXPECT_THAT(text, HasSubstr(
-      "ctxembed_requests_total{code=\"OK\",method=\"Embed\"} 1"));
-  EXPECT_THAT(text, HasSubstr("ctxembed_requests_total{code=\"INVALID_ARGUMENT\""
-                              ",method=\"Embed\"} 1"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("ctxembed_requests_total{code=\"OK\",method=\"Embed\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("ctxembed_requests_total{code=\"INVALID_ARGUMENT\""
+                        ",method=\"Embed\"} 1"));
   EXPECT_THAT(text, HasSubstr("ctxembed_request_duration_seconds_bucket{"
                               "method=\"Embed\",le=\"5e-05\"} 0"));
   EXPECT_THAT(text, HasSubstr("ctxembed_request_duration_seconds_bucket{"

@@ -38,8 +38,8 @@ std::optional<std::string> FindBadString(const UnknownFieldSet& fields,
       const size_t bad = FindInvalidUtf8(f.length_delimited());
       if (bad == absl::string_view::npos) continue;
       if (prefix.empty() && fd->name() == "inputs") {
-        return absl::StrCat("input ", index, " is not valid UTF-8 (byte ",
-                            bad, ")");
+        return absl::StrCat("input ", index, " is not valid UTF-8 (byte ", bad,
+                            ")");
       }
       return absl::StrCat("field ", path, " is not valid UTF-8 (byte ", bad,
                           ")");

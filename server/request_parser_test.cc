@@ -1,10 +1,9 @@
 #include "server/request_parser.h"
 
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <gtest/gtest.h>
 
 #include "ctxembed/v1/embedder.pb.h"
 

@@ -21,22 +21,22 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
     return absl::InvalidArgumentError("grpc_address is empty");
   }
   if (o.max_inputs_per_request < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_inputs_per_request is ", o.max_inputs_per_request,
-        "; it must be at least 1"));
+    return absl::InvalidArgumentError(absl::StrCat("max_inputs_per_request is ",
+                                                   o.max_inputs_per_request,
+                                                   "; it must be at least 1"));
   }
   if (o.max_message_bytes < 1024) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_message_bytes is ", o.max_message_bytes,
-        "; it must be at least 1024"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes is ", o.max_message_bytes,
+                     "; it must be at least 1024"));
   }
   if (o.drain_timeout_ms < 0) {
     return absl::InvalidArgumentError("drain_timeout_ms is negative");
   }
   if (o.max_stream_inflight < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_stream_inflight is ", o.max_stream_inflight,
-        "; it must be at least 1"));
+    return absl::InvalidArgumentError(absl::StrCat("max_stream_inflight is ",
+                                                   o.max_stream_inflight,
+                                                   "; it must be at least 1"));
   }
   return absl::OkStatus();
 }
@@ -60,8 +60,8 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
       Scheduler::Create({.num_workers = options.num_batch_workers}));
   if (!options.metrics_address.empty()) {
     try {
-      s->exposer_ = std::make_unique<prometheus::Exposer>(
-          options.metrics_address);
+      s->exposer_ =
+          std::make_unique<prometheus::Exposer>(options.metrics_address);
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(
           "cannot serve metrics on ", options.metrics_address, ": ", e.what()));
@@ -124,9 +124,9 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   v1::EmbedResponse response;
   CallStats stats;
   CTXEMBED_RETURN_IF_ERROR(handler_.Embed(warm, &response, &stats));
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   metrics_.RecordModelLoaded(model->name(), std::string(model->architecture()),
                              model->dim(), seconds);
   LogInfo("loaded model \"", model->name(), "\" from ", model_dir, ": ",
@@ -165,8 +165,8 @@ void EmbeddingServer::Shutdown() {
     drains.emplace_back([batcher, deadline] {
       const auto left = deadline - std::chrono::steady_clock::now();
       batcher->Shutdown(std::max<int64_t>(
-          0, std::chrono::duration_cast<std::chrono::microseconds>(left)
-                 .count()));
+          0,
+          std::chrono::duration_cast<std::chrono::microseconds>(left).count()));
     });
   }
   for (auto& t : drains) t.join();

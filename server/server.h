@@ -13,11 +13,11 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "server/embedder_service.h"
-#include "server/metrics.h"
 #include "inference/model_registry.h"
 #include "inference/request_handler.h"
 #include "scheduling/scheduler.h"
+#include "server/embedder_service.h"
+#include "server/metrics.h"
 
 namespace ctxembed {
 

@@ -1,8 +1,8 @@
 // The server end to end, in process: a real gRPC server on 127.0.0.1:0 and
 // real clients (generated stubs, a raw generic stub, the health service).
+#include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -17,9 +17,9 @@
 namespace ctxembed {
 namespace {
 
-using ::testing::HasSubstr;
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
+using ::testing::HasSubstr;
 
 class EndToEndTest : public ::testing::Test {
  protected:
@@ -38,16 +38,17 @@ class EndToEndTest : public ::testing::Test {
     auto server = EmbeddingServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    channel_ = grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->grpc_port()),
-        grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->grpc_port()),
+                            grpc::InsecureChannelCredentials());
     stub_ = v1::Embedder::NewStub(channel_);
     health_ = grpc::health::v1::Health::NewStub(channel_);
   }
 
   void LoadGoldenModels() {
     for (const char* m : {"sg_d8", "cbow_d12"}) {
-      ASSERT_TRUE(server_->LoadModel(testing::GoldenDir() + "/models/" + m).ok());
+      ASSERT_TRUE(
+          server_->LoadModel(testing::GoldenDir() + "/models/" + m).ok());
     }
     server_->SetServing(true);
   }
@@ -131,7 +132,8 @@ TEST_F(EndToEndTest, BadRequestsGetClearErrorsAndTheServerGoesOn) {
   cases[3].req.add_inputs("short");
   cases[3].req.add_inputs(long_text);
   cases[3].code = grpc::StatusCode::INVALID_ARGUMENT;
-  cases[3].message = "input 1 has 100 tokens; max_tokens of model \"sg_d8\" is 64";
+  cases[3].message =
+      "input 1 has 100 tokens; max_tokens of model \"sg_d8\" is 64";
   for (const Case& c : cases) {
     v1::EmbedResponse resp;
     grpc::Status s = Embed(c.req, &resp);
@@ -148,7 +150,12 @@ TEST_F(EndToEndTest, InvalidUtf8NamesTheInput) {
   LoadGoldenModels();
   // Raw bytes, as a client that skips UTF-8 checks would send them:
   // inputs[0] = "fine", inputs[1] = "caf\xC3" (cut in the middle of é).
-  const std::string body = std::string("\x0a\x04" "fine" "\x0a\x04" "caf\xC3", 12);
+  const std::string body = std::string(
+      "\x0a\x04"
+      "fine"
+      "\x0a\x04"
+      "caf\xC3",
+      12);
   grpc::GenericStub generic(channel_);
   grpc::ClientContext ctx;
   grpc::Slice slice(body);
@@ -246,7 +253,8 @@ std::string RunStressStream(v1::Embedder::Stub& stub, int n, int bad,
       req.set_request_id(absl::StrCat(i));
       // Long enough that several are still computing when one fails.
       if (i != bad) req.add_inputs(absl::StrCat("the dog bit the man ", i));
-      for (int k = 0; k < i % 3 && i != bad; ++k) req.add_inputs("a river bank");
+      for (int k = 0; k < i % 3 && i != bad; ++k)
+        req.add_inputs("a river bank");
       if (!stream->Write(req)) return;  // the server ended the stream
     }
     stream->WritesDone();
@@ -273,8 +281,8 @@ std::string RunStressStream(v1::Embedder::Stub& stub, int n, int bad,
     // client's cancellation won the race.
     if (s.error_code() == grpc::StatusCode::CANCELLED && cancelled) return "";
     if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT ||
-        s.error_message() != absl::StrCat("request_id ", bad,
-                                          ": request has no inputs") ||
+        s.error_message() !=
+            absl::StrCat("request_id ", bad, ": request has no inputs") ||
         next != bad) {
       return absl::StrCat("bad request ", bad, ": got ", next,
                           " answers and status ", s.error_code(), " ",

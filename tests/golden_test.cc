@@ -133,8 +133,7 @@ TEST(GoldenTableTest, VecAndWord2VecMatchTheBinForVocabularyWords) {
     auto table = Model::Load(dir + "/models/" + name);
     ASSERT_TRUE(table.ok()) << table.status();
     int in_vocab = 0;
-    for (const std::string& word :
-         ReadLines(dir + "/queries_words.txt")) {
+    for (const std::string& word : ReadLines(dir + "/queries_words.txt")) {
       Eigen::VectorXf got = WordVector(**table, word);
       if ((*bin)->word_vectors().Contains(word)) {
         Eigen::VectorXf want = WordVector(**bin, word);
@@ -153,8 +152,8 @@ TEST(GoldenTableTest, VecAndWord2VecMatchTheBinForVocabularyWords) {
 class ExternalModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ExternalModelTest, MatchesFastTextCli) {
-  const std::string file = testing::SharedDir() +
-                           "/data/fasttext-external/" + GetParam() + ".bin";
+  const std::string file =
+      testing::SharedDir() + "/data/fasttext-external/" + GetParam() + ".bin";
   if (auto m = testing::MissingSharedData(file); !m.empty()) GTEST_SKIP() << m;
   auto vectors = LoadWordVectors(file);
   ASSERT_TRUE(vectors.ok()) << vectors.status();

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
@@ -59,8 +58,8 @@ TEST_P(SifGoldenTest, MatchesNumPyBatchedAndAlone) {
   ExpectClose(got, c.expected, GetParam());
   for (size_t i = 0; i < c.sentences.size(); ++i) {
     Eigen::MatrixXf one;
-    tower.Embed(absl::MakeConstSpan(&c.sentences[i], 1), Pooling::kSif,
-                scratch, &one);
+    tower.Embed(absl::MakeConstSpan(&c.sentences[i], 1), Pooling::kSif, scratch,
+                &one);
     ExpectClose(one, c.expected.col(static_cast<Eigen::Index>(i)),
                 std::string(GetParam()) + " alone");
   }

@@ -6,10 +6,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
-
-#include <nlohmann/json.hpp>
 
 #include "model/model.h"
 #include "model/test_data.h"
@@ -75,8 +74,8 @@ void CheckTower(Golden& g, const Tower& tower, const Json& texts,
   }
   Eigen::MatrixXf pooled;
   tower.Embed(sentences, tower.pooling(), scratch, &pooled);
-  Eigen::MatrixXf want = g.Next(static_cast<int>(sentences.size()),
-                                tower.output_dim());
+  Eigen::MatrixXf want =
+      g.Next(static_cast<int>(sentences.size()), tower.output_dim());
   ExpectClose(pooled, want, name + " pooled");
 }
 
@@ -127,7 +126,8 @@ TEST_P(TorchGoldenTest, BatchDoesNotChangeResults) {
   tower.Embed(batch, tower.pooling(), scratch, &batched);
   const Eigen::MatrixXf batched_tokens = tower.EncodeTokens(batch, scratch);
   std::vector<int> offsets(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) offsets[i] = scratch.batch.offset(i);
+  for (size_t i = 0; i < batch.size(); ++i)
+    offsets[i] = scratch.batch.offset(i);
   for (size_t i = 0; i < base.size(); ++i) {
     std::vector<TokenList> one = {base[i]};
     Eigen::MatrixXf alone;
@@ -148,11 +148,12 @@ TEST_P(TorchGoldenTest, BatchDoesNotChangeResults) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, TorchGoldenTest,
-    ::testing::Values("lstm_uni_odd", "lstm_bi_2l_last", "gru_bi_f16_max",
-                      "gru_uni_3l_proj", "sockeye_residual",
-                      "fasttext_bilstm_bf16", "bigru_2l_odd", "dual_o2v"));
+INSTANTIATE_TEST_SUITE_P(Models, TorchGoldenTest,
+                         ::testing::Values("lstm_uni_odd", "lstm_bi_2l_last",
+                                           "gru_bi_f16_max", "gru_uni_3l_proj",
+                                           "sockeye_residual",
+                                           "fasttext_bilstm_bf16",
+                                           "bigru_2l_odd", "dual_o2v"));
 
 }  // namespace
 }  // namespace ctxembed

@@ -28,9 +28,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "ctxembed/v1/embedder.grpc.pb.h"
+#include "inference/request_handler.h"
 #include "model/status_macros.h"
 #include "server/grpc_status.h"
-#include "inference/request_handler.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "server address host:port");
 ABSL_FLAG(bool, local, false, "run the model in this process, no server");
@@ -52,11 +52,21 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
   for (char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -211,7 +221,8 @@ template <typename BatchFn>
 absl::Status ForEachBatch(const std::vector<std::string>& texts,
                           BatchFn batch_fn) {
   CTXEMBED_ASSIGN_OR_RETURN(v1::Pooling pooling, PoolingFlag());
-  const size_t batch = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
+  const size_t batch =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_batch)));
   for (size_t first = 0; first < texts.size(); first += batch) {
     v1::EmbedRequest req;
     req.set_model(absl::GetFlag(FLAGS_model));
@@ -240,7 +251,8 @@ absl::Status RunEmbed(Backend& backend, const std::vector<std::string>& texts) {
   });
 }
 
-absl::Status RunTokens(Backend& backend, const std::vector<std::string>& texts) {
+absl::Status RunTokens(Backend& backend,
+                       const std::vector<std::string>& texts) {
   return ForEachBatch(texts, [&](size_t first, const v1::EmbedRequest& req) {
     v1::EmbedTokensResponse resp;
     CTXEMBED_RETURN_IF_ERROR(backend.EmbedTokens(req, &resp));
@@ -289,8 +301,8 @@ absl::Status RunModels(Backend& backend) {
     AppendJsonString(m.architecture(), &line);
     absl::StrAppend(&line, ",\"max_tokens\":", m.max_tokens(), ",\"pooling\":");
     AppendJsonString(m.pooling(), &line);
-    absl::StrAppend(&line, ",\"is_default\":", m.is_default() ? "true" : "false",
-                    "}");
+    absl::StrAppend(&line,
+                    ",\"is_default\":", m.is_default() ? "true" : "false", "}");
     std::cout << line << "\n";
   }
   return absl::OkStatus();
@@ -302,7 +314,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend() {
         new RemoteBackend(absl::GetFlag(FLAGS_server)));
   }
   const std::string dir = absl::GetFlag(FLAGS_model_dir);
-  if (dir.empty()) return absl::InvalidArgumentError("--local needs --model_dir");
+  if (dir.empty())
+    return absl::InvalidArgumentError("--local needs --model_dir");
   CTXEMBED_ASSIGN_OR_RETURN(auto local, LocalBackend::Create(dir));
   return std::unique_ptr<Backend>(std::move(local));
 }
@@ -322,8 +335,9 @@ absl::Status Run(const std::vector<char*>& args) {
   if (command == "embed") return RunEmbed(*backend, texts);
   if (command == "tokens") return RunTokens(*backend, texts);
   if (command == "tokenize") return RunTokenize(*backend, texts);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown command \"", command, "\"; known: embed, tokens, tokenize, models"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command \"", command,
+                   "\"; known: embed, tokens, tokenize, models"));
 }
 
 }  // namespace
