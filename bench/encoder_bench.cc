@@ -15,7 +15,7 @@ namespace ctxembed {
 namespace {
 
 void BM_BiLstm256(benchmark::State& state) {
-  RecurrentConfig config{.kind = "lstm",
+  RecurrentConfig config{.kind = RecurrentKind::kLstm,
                          .prefix = "rnn",
                          .input_size = static_cast<int>(state.range(0)),
                          .hidden_size = 256,

@@ -17,7 +17,8 @@ namespace ctxembed::bench {
 inline std::string RandomWeights(const RecurrentConfig& config,
                                  unsigned seed = 1) {
   std::mt19937 rng(seed);
-  const int H = config.hidden_size, G = config.kind == "lstm" ? 4 : 3;
+  const int H = config.hidden_size,
+            G = config.kind == RecurrentKind::kLstm ? 4 : 3;
   const int D = config.bidirectional ? 2 : 1;
   const float bound = 1.0f / std::sqrt(static_cast<float>(H));
   std::uniform_real_distribution<float> dist(-bound, bound);

@@ -7,16 +7,13 @@
 #include "model/status_macros.h"
 #include "model/utf8.h"
 #include "scheduling/batcher.h"
+#include "scheduling/clock.h"
 #include "scheduling/mutex.h"
 
 namespace ctxembed {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-double SecondsSince(SteadyClock::time_point start) {
-  return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
 
 absl::Status CheckCount(int count, int limit, absl::string_view what) {
   if (count == 0) {

@@ -18,11 +18,11 @@ absl::StatusOr<Comparator> Comparator::Create(const ComparatorConfig& config,
     in = l.output_size();
     c.layers_.push_back(std::move(l));
   }
-  const bool single = config.output != "softmax";
+  const bool single = config.output != ComparatorOutput::kSoftmax;
   if ((single && in != 1) || (!single && config.score_class >= in)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "comparator: the last layer has ", in, " outputs; output \"",
-        config.output, "\" needs ",
+        ComparatorOutputName(config.output), "\" needs ",
         single ? "1"
                : absl::StrCat("more than score_class ", config.score_class)));
   }
@@ -43,14 +43,19 @@ std::vector<float> Comparator::Score(const Eigen::MatrixXf& u,
   }
   std::vector<float> scores(n);
   for (Eigen::Index i = 0; i < n; ++i) {
-    if (config_.output == "identity") {
-      scores[i] = x(0, i);
-    } else if (config_.output == "sigmoid") {
-      scores[i] = 1.0f / (1.0f + std::exp(-x(0, i)));
-    } else {
-      const float max = x.col(i).maxCoeff();
-      const float sum = (x.col(i).array() - max).exp().sum();
-      scores[i] = std::exp(x(config_.score_class, i) - max) / sum;
+    switch (config_.output) {
+      case ComparatorOutput::kIdentity:
+        scores[i] = x(0, i);
+        break;
+      case ComparatorOutput::kSigmoid:
+        scores[i] = 1.0f / (1.0f + std::exp(-x(0, i)));
+        break;
+      case ComparatorOutput::kSoftmax: {
+        const float max = x.col(i).maxCoeff();
+        const float sum = (x.col(i).array() - max).exp().sum();
+        scores[i] = std::exp(x(config_.score_class, i) - max) / sum;
+        break;
+      }
     }
   }
   return scores;

@@ -36,12 +36,18 @@ void Linear::Apply(const Eigen::Ref<const Eigen::MatrixXf>& x,
   y->resize(weight_.rows(), x.cols());
   y->noalias() = weight_ * x;
   y->colwise() += bias_;
-  if (activation_ == "relu") {
-    *y = y->cwiseMax(0.0f);
-  } else if (activation_ == "tanh") {
-    *y = y->array().tanh().matrix();
-  } else if (activation_ == "sigmoid") {
-    *y = y->array().logistic().matrix();
+  switch (activation_) {
+    case Activation::kNone:
+      break;
+    case Activation::kRelu:
+      *y = y->cwiseMax(0.0f);
+      break;
+    case Activation::kTanh:
+      *y = y->array().tanh().matrix();
+      break;
+    case Activation::kSigmoid:
+      *y = y->array().logistic().matrix();
+      break;
   }
 }
 

@@ -29,7 +29,7 @@ class Linear {
  private:
   Eigen::MatrixXf weight_;
   Eigen::VectorXf bias_;  // zero if the layer has none
-  std::string activation_;
+  Activation activation_ = Activation::kNone;
 };
 
 }  // namespace ctxembed

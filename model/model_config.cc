@@ -114,6 +114,53 @@ class ObjectReader {
   const absl::string_view file_;
 };
 
+// The config.json names of an enum's values, in declaration order.
+template <typename E>
+using EnumNames = std::initializer_list<std::pair<absl::string_view, E>>;
+
+constexpr EnumNames<EmbeddingKind> kEmbeddingKinds = {
+    {"fasttext", EmbeddingKind::kFastText}, {"table", EmbeddingKind::kTable}};
+constexpr EnumNames<RecurrentKind> kRecurrentKinds = {
+    {"lstm", RecurrentKind::kLstm}, {"gru", RecurrentKind::kGru}};
+constexpr EnumNames<Activation> kActivations = {
+    {"none", Activation::kNone},
+    {"relu", Activation::kRelu},
+    {"tanh", Activation::kTanh},
+    {"sigmoid", Activation::kSigmoid}};
+constexpr EnumNames<ComparatorOutput> kComparatorOutputs = {
+    {"identity", ComparatorOutput::kIdentity},
+    {"sigmoid", ComparatorOutput::kSigmoid},
+    {"softmax", ComparatorOutput::kSoftmax}};
+
+template <typename E>
+absl::string_view NameOf(EnumNames<E> names, E value) {
+  for (const auto& [name, v] : names) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+// Reads string `key` into *out through `names`; `what` names the key in the
+// error for a value not listed ("unknown kind \"glove\"; known: ...").
+template <typename E>
+absl::Status ReadEnum(const ObjectReader& r, const char* key, bool required,
+                      absl::string_view what, EnumNames<E> names, E* out) {
+  std::string text;
+  if (!required) text = std::string(NameOf(names, *out));
+  CTXEMBED_RETURN_IF_ERROR(r.String(key, required, &text));
+  std::vector<absl::string_view> known;
+  for (const auto& [name, v] : names) {
+    if (name == text) {
+      *out = v;
+      return absl::OkStatus();
+    }
+    known.push_back(name);
+  }
+  return r.Error(r.Key(key),
+                 absl::StrCat("unknown ", what, " \"", text,
+                              "\"; known: ", absl::StrJoin(known, ", ")));
+}
+
 absl::Status ParseTokenizer(const ObjectReader& top, absl::string_view file,
                             Tokenizer::Options* out) {
   const Json* v = top.Find("tokenizer");
@@ -136,24 +183,20 @@ absl::Status ParseEmbedding(const ObjectReader& tower, absl::string_view file,
   }
   ObjectReader r(*v, tower.Key("embedding"), file);
   CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
-  CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
-  if (out->kind == "fasttext") {
+  CTXEMBED_RETURN_IF_ERROR(
+      ReadEnum(r, "kind", true, "kind", kEmbeddingKinds, &out->kind));
+  if (out->kind == EmbeddingKind::kFastText) {
     CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"kind", "file"}));
     CTXEMBED_RETURN_IF_ERROR(r.String("file", true, &out->file));
     if (out->file.empty()) return r.Error(r.Key("file"), "is empty");
     return absl::OkStatus();
   }
-  if (out->kind == "table") {
-    CTXEMBED_RETURN_IF_ERROR(
-        r.CheckKeys({"kind", "tensor", "vocab", "unk_token"}));
-    CTXEMBED_RETURN_IF_ERROR(r.String("tensor", true, &out->tensor));
-    CTXEMBED_RETURN_IF_ERROR(r.String("vocab", true, &out->vocab));
-    out->unk_token = "<unk>";
-    CTXEMBED_RETURN_IF_ERROR(r.String("unk_token", false, &out->unk_token));
-    return absl::OkStatus();
-  }
-  return r.Error(r.Key("kind"), absl::StrCat("unknown kind \"", out->kind,
-                                             "\"; known: fasttext, table"));
+  CTXEMBED_RETURN_IF_ERROR(
+      r.CheckKeys({"kind", "tensor", "vocab", "unk_token"}));
+  CTXEMBED_RETURN_IF_ERROR(r.String("tensor", true, &out->tensor));
+  CTXEMBED_RETURN_IF_ERROR(r.String("vocab", true, &out->vocab));
+  out->unk_token = "<unk>";
+  return r.String("unk_token", false, &out->unk_token);
 }
 
 absl::Status ParseModule(const Json& json, const std::string& path,
@@ -163,11 +206,8 @@ absl::Status ParseModule(const Json& json, const std::string& path,
   CTXEMBED_RETURN_IF_ERROR(
       r.CheckKeys({"kind", "prefix", "input_size", "hidden_size", "num_layers",
                    "bidirectional", "residual"}));
-  CTXEMBED_RETURN_IF_ERROR(r.String("kind", true, &out->kind));
-  if (out->kind != "lstm" && out->kind != "gru") {
-    return r.Error(r.Key("kind"), absl::StrCat("unknown kind \"", out->kind,
-                                               "\"; known: lstm, gru"));
-  }
+  CTXEMBED_RETURN_IF_ERROR(
+      ReadEnum(r, "kind", true, "kind", kRecurrentKinds, &out->kind));
   CTXEMBED_RETURN_IF_ERROR(r.String("prefix", true, &out->prefix));
   CTXEMBED_RETURN_IF_ERROR(
       r.Int("input_size", true, 1, 1 << 16, &out->input_size));
@@ -185,13 +225,8 @@ absl::Status ParseLinear(const Json& json, const std::string& path,
   CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
   CTXEMBED_RETURN_IF_ERROR(r.CheckKeys({"prefix", "activation"}));
   CTXEMBED_RETURN_IF_ERROR(r.String("prefix", true, &out->prefix));
-  CTXEMBED_RETURN_IF_ERROR(r.String("activation", false, &out->activation));
-  for (const char* a : {"none", "relu", "tanh", "sigmoid"}) {
-    if (out->activation == a) return absl::OkStatus();
-  }
-  return r.Error(r.Key("activation"),
-                 absl::StrCat("unknown activation \"", out->activation,
-                              "\"; known: none, relu, tanh, sigmoid"));
+  return ReadEnum(r, "activation", false, "activation", kActivations,
+                  &out->activation);
 }
 
 absl::Status ParseSif(const Json& json, const std::string& path,
@@ -256,12 +291,8 @@ absl::Status ParseComparator(const ObjectReader& top, absl::string_view file,
                     file, &layer));
     out->layers.push_back(layer);
   }
-  CTXEMBED_RETURN_IF_ERROR(r.String("output", false, &out->output));
-  if (out->output != "identity" && out->output != "sigmoid" &&
-      out->output != "softmax") {
-    return r.Error("comparator.output",
-                   "expected identity, sigmoid or softmax");
-  }
+  CTXEMBED_RETURN_IF_ERROR(
+      ReadEnum(r, "output", false, "output", kComparatorOutputs, &out->output));
   return r.Int("score_class", false, 0, 1 << 16, &out->score_class);
 }
 
@@ -342,10 +373,20 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
 
 }  // namespace
 
+absl::string_view EmbeddingKindName(EmbeddingKind kind) {
+  return NameOf(kEmbeddingKinds, kind);
+}
+absl::string_view ActivationName(Activation activation) {
+  return NameOf(kActivations, activation);
+}
+absl::string_view ComparatorOutputName(ComparatorOutput output) {
+  return NameOf(kComparatorOutputs, output);
+}
+
 bool ModelConfig::NeedsWeights() const {
   for (const auto& [name, tower] : towers) {
     if (!tower.encoder.empty() || tower.projection ||
-        tower.embedding.kind == "table") {
+        tower.embedding.kind == EmbeddingKind::kTable) {
       return true;
     }
   }

@@ -15,11 +15,29 @@
 
 namespace ctxembed {
 
+// The word-vector layer's kind ("kind" of key "embedding").
+enum class EmbeddingKind {
+  kFastText,  // "fasttext": a fastText .bin, .vec or word2vec binary file
+  kTable,     // "table": a learned matrix in the weights file + a vocabulary
+};
+
+// An activation after a linear layer ("activation": "none", "relu", "tanh",
+// "sigmoid").
+enum class Activation { kNone, kRelu, kTanh, kSigmoid };
+
+// What a comparator's last layer gives ("output" of key "comparator"):
+// the value, its sigmoid (both of a width-1 layer), or the softmax
+// probability of class `score_class`.
+enum class ComparatorOutput { kIdentity, kSigmoid, kSoftmax };
+
+// The config.json spelling of each value (for messages and ListModels).
+absl::string_view EmbeddingKindName(EmbeddingKind kind);
+absl::string_view ActivationName(Activation activation);
+absl::string_view ComparatorOutputName(ComparatorOutput output);
+
 // The word-vector layer (key "embedding").
 struct EmbeddingConfig {
-  // "fasttext": a fastText .bin, .vec or word2vec binary file (by content).
-  // "table": a learned embedding matrix in the weights file plus a vocabulary.
-  std::string kind;
+  EmbeddingKind kind = EmbeddingKind::kFastText;
   std::string file;       // fasttext: path relative to the model directory
   std::string tensor;     // table: [vocab x dim] tensor name
   std::string vocab;      // table: one token per line, line i = row i
@@ -29,8 +47,7 @@ struct EmbeddingConfig {
 // A PyTorch nn.Linear: "{prefix}.weight" [out x in], optional "{prefix}.bias".
 struct LinearConfig {
   std::string prefix;
-  // "none", "relu", "tanh" or "sigmoid", applied after the layer.
-  std::string activation = "none";
+  Activation activation = Activation::kNone;  // applied after the layer
 };
 
 // SIF weighting for "sif" pooling (key "sif" of a tower).
@@ -62,9 +79,7 @@ struct TowerConfig {
 // Object2Vec's comparator: an MLP over [u, v, |u - v|, u * v].
 struct ComparatorConfig {
   std::vector<LinearConfig> layers;
-  // "identity" or "sigmoid" (last layer of width 1), or "softmax" (the
-  // probability of class `score_class`).
-  std::string output = "identity";
+  ComparatorOutput output = ComparatorOutput::kIdentity;
   int score_class = 1;
 };
 

@@ -23,7 +23,7 @@ TEST(ModelConfigTest, ParsesTheDocumentedExample) {
   EXPECT_TRUE(c->tokenizer.lowercase);
   ASSERT_EQ(c->towers.size(), 1u);
   EXPECT_EQ(c->towers[0].first, "enc0");
-  EXPECT_EQ(c->towers[0].second.embedding.kind, "fasttext");
+  EXPECT_EQ(c->towers[0].second.embedding.kind, EmbeddingKind::kFastText);
   EXPECT_EQ(c->towers[0].second.embedding.file, "vectors.bin");
   EXPECT_EQ(c->towers[0].second.pooling, Pooling::kMean);
   EXPECT_FALSE(c->NeedsWeights());
@@ -50,7 +50,7 @@ TEST(ModelConfigTest, ParsesEncodersAndDualTowers) {
   const TowerConfig& q = c->towers[0].second;
   EXPECT_EQ(q.embedding.unk_token, "<unk>");
   ASSERT_EQ(q.encoder.size(), 1u);
-  EXPECT_EQ(q.encoder[0].kind, "gru");
+  EXPECT_EQ(q.encoder[0].kind, RecurrentKind::kGru);
   EXPECT_TRUE(q.encoder[0].bidirectional);
   EXPECT_EQ(q.encoder[0].num_layers, 1);
   EXPECT_EQ(q.pooling, Pooling::kLast);
@@ -58,8 +58,8 @@ TEST(ModelConfigTest, ParsesEncodersAndDualTowers) {
   EXPECT_TRUE(c->towers[1].second.normalize);
   EXPECT_EQ(c->towers[1].second.pooling, Pooling::kFastText);
   ASSERT_TRUE(c->comparator.has_value());
-  EXPECT_EQ(c->comparator->layers[0].activation, "relu");
-  EXPECT_EQ(c->comparator->output, "softmax");
+  EXPECT_EQ(c->comparator->layers[0].activation, Activation::kRelu);
+  EXPECT_EQ(c->comparator->output, ComparatorOutput::kSoftmax);
   EXPECT_TRUE(c->NeedsWeights());
 }
 
@@ -115,7 +115,14 @@ TEST(ModelConfigTest, ErrorsNameTheFileAndTheKey) {
       {R"({"ctxembed_format": 1, "name": "m",
            "embedding": {"kind": "fasttext", "file": "v"},
            "projection": {"prefix": "p", "activation": "gelu"}})",
-       "\"projection.activation\": unknown activation \"gelu\""},
+       "\"projection.activation\": unknown activation \"gelu\"; known: none, "
+       "relu, tanh, sigmoid"},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "towers": {"enc0": {"embedding": {"kind": "fasttext", "file": "v"}},
+                      "enc1": {"embedding": {"kind": "fasttext", "file": "v"}}},
+           "comparator": {"layers": [{"prefix": "c"}], "output": "tanh"}})",
+       "\"comparator.output\": unknown output \"tanh\"; known: identity, "
+       "sigmoid, softmax"},
       {R"({"ctxembed_format": 1, "name": "m", "towers": {"enc0": {}},
            "embedding": {"kind": "fasttext", "file": "v"}})",
        "\"embedding\": belongs inside each tower"},

@@ -6,13 +6,12 @@
 
 namespace ctxembed {
 
+absl::string_view RecurrentKindName(RecurrentKind kind) {
+  return kind == RecurrentKind::kLstm ? "lstm" : "gru";
+}
+
 absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
     const RecurrentConfig& config, const SafeTensors& weights) {
-  if (config.kind != "lstm" && config.kind != "gru") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("encoder module ", config.prefix, ": unknown kind \"",
-                     config.kind, "\" (lstm, gru)"));
-  }
   if (config.input_size < 1 || config.hidden_size < 1 ||
       config.num_layers < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -20,7 +19,7 @@ absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
         ": input_size, hidden_size and num_layers must be positive"));
   }
   std::unique_ptr<RecurrentModule> m(
-      new RecurrentModule(config, config.kind == "lstm"));
+      new RecurrentModule(config, config.kind == RecurrentKind::kLstm));
   if (config.residual && m->output_size() != config.input_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("encoder module ", config.prefix,

@@ -15,9 +15,13 @@
 
 namespace ctxembed {
 
+// nn.LSTM or nn.GRU ("lstm", "gru" in config.json).
+enum class RecurrentKind { kLstm, kGru };
+absl::string_view RecurrentKindName(RecurrentKind kind);
+
 // The config.json entry of one encoder module.
 struct RecurrentConfig {
-  std::string kind;    // "lstm" or "gru"
+  RecurrentKind kind = RecurrentKind::kLstm;
   std::string prefix;  // state_dict prefix: "{prefix}.weight_ih_l0", ...
   int input_size = 0;
   int hidden_size = 0;

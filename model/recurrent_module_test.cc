@@ -69,7 +69,7 @@ TEST(RecurrentModuleTest, BidirectionalLstmFollowsPyTorchEquations) {
   const std::string file = Build(tensors);
   auto st = SafeTensors::Parse(file, "tiny");
   ASSERT_TRUE(st.ok()) << st.status();
-  RecurrentConfig config{.kind = "lstm",
+  RecurrentConfig config{.kind = RecurrentKind::kLstm,
                          .prefix = "r",
                          .input_size = 1,
                          .hidden_size = 1,
@@ -106,8 +106,10 @@ TEST(RecurrentModuleTest, MismatchedWeightsNameTheTensor) {
   const std::string file = Build(TinyLstm("_l0"));
   auto st = SafeTensors::Parse(file, "w.safetensors");
   ASSERT_TRUE(st.ok());
-  RecurrentConfig config{
-      .kind = "lstm", .prefix = "r", .input_size = 1, .hidden_size = 2};
+  RecurrentConfig config{.kind = RecurrentKind::kLstm,
+                         .prefix = "r",
+                         .input_size = 1,
+                         .hidden_size = 2};
   auto m = RecurrentModule::Create(config, **st);
   EXPECT_THAT(m.status().ToString(),
               HasSubstr("w.safetensors: tensor r.weight_ih_l0: expected shape "
@@ -127,7 +129,7 @@ TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
   const std::string file = Build(TinyLstm("_l0"));
   auto st = SafeTensors::Parse(file, "w");
   ASSERT_TRUE(st.ok());
-  RecurrentConfig config{.kind = "lstm",
+  RecurrentConfig config{.kind = RecurrentKind::kLstm,
                          .prefix = "r",
                          .input_size = 1,
                          .hidden_size = 1,

@@ -15,7 +15,8 @@ std::string ResolvePath(const std::string& dir, const std::string& file) {
 absl::StatusOr<std::unique_ptr<const WordVectors>> LoadEmbedding(
     const EmbeddingConfig& e, const SafeTensors* weights,
     const std::string& dir) {
-  if (e.kind == "fasttext") return LoadWordVectors(ResolvePath(dir, e.file));
+  if (e.kind == EmbeddingKind::kFastText)
+    return LoadWordVectors(ResolvePath(dir, e.file));
   CTXEMBED_ASSIGN_OR_RETURN(
       auto table, TableVectors::Create(*weights, e.tensor,
                                        ResolvePath(dir, e.vocab), e.unk_token));
@@ -23,7 +24,8 @@ absl::StatusOr<std::unique_ptr<const WordVectors>> LoadEmbedding(
 }
 
 std::string ModuleName(const RecurrentConfig& m) {
-  std::string name = absl::StrCat(m.bidirectional ? "bi" : "", m.kind);
+  std::string name =
+      absl::StrCat(m.bidirectional ? "bi" : "", RecurrentKindName(m.kind));
   if (m.num_layers > 1) absl::StrAppend(&name, "x", m.num_layers);
   return name;
 }

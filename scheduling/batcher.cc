@@ -146,7 +146,6 @@ void Batcher::Cancel(const std::shared_ptr<Task>& task) {
     MutexLock lock(&scheduler_->mu_);
     queue_.Remove(task.get());
     depth = queue_.size();
-    if (depth == 0) idle_.SignalAll();
   }
   if (task->Fail(absl::CancelledError("the client cancelled the call")) &&
       observer_ != nullptr) {
@@ -187,9 +186,11 @@ void Batcher::RunBatch(Batch& batch) {
   // Clients hear back after the books are kept.
   for (PendingItem& item : batch.items) item.task->ItemsDone(1);
   batch.items.clear();  // the tasks' last references may go here
-  MutexLock lock(&scheduler_->mu_);
-  // This batcher may be destroyed once busy_ is 0 and the lock released.
-  if (--busy_ == 0) idle_.SignalAll();
+  // This batcher may be destroyed once busy_ is 0: nothing touches it after.
+  Scheduler* scheduler = scheduler_.get();
+  if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    scheduler->drained_.SignalAll();
+  }
 }
 
 void Batcher::Shutdown(int64_t drain_timeout_micros) {
@@ -199,10 +200,12 @@ void Batcher::Shutdown(int64_t drain_timeout_micros) {
     drain_deadline_micros_ = clock()->NowMicros() + drain_timeout_micros;
     scheduler_->work_.SignalAll();
   }
-  // Workers signal idle_ as they finish this queue's work; the timeout
-  // covers the paths that empty the queue without a signal of their own.
-  while (queue_.size() > 0 || busy_ > 0) {
-    idle_.WaitWithTimeout(&scheduler_->mu_, absl::Milliseconds(5));
+  // Workers signal drained_ as this queue's busy count reaches 0; the
+  // timeout covers a signal sent between this check and the wait, and the
+  // queue emptying by cancellation or expiry.
+  while (queue_.size() > 0 || busy_.load(std::memory_order_acquire) > 0) {
+    scheduler_->drained_.WaitWithTimeout(&scheduler_->mu_,
+                                         absl::Milliseconds(5));
   }
 }
 

@@ -4,6 +4,7 @@
 #ifndef CTXEMBED_SCHEDULING_BATCHER_H_
 #define CTXEMBED_SCHEDULING_BATCHER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,7 +135,9 @@ class Batcher {
   BatchQueue queue_ ABSL_GUARDED_BY(scheduler_->mu_);
   // Workers running this queue's batches or delivering its failures; a
   // shut-down batcher waits for 0 before it returns.
-  int busy_ ABSL_GUARDED_BY(scheduler_->mu_) = 0;
+  // Raised under the scheduler's mutex, lowered without it (the last thing
+  // a worker does with the batcher), so a batch's end costs no second lock.
+  std::atomic<int> busy_{0};
   int running_ ABSL_GUARDED_BY(scheduler_->mu_) = 0;  // batches computing
   bool stopping_ ABSL_GUARDED_BY(scheduler_->mu_) = false;
   int64_t drain_deadline_micros_ ABSL_GUARDED_BY(scheduler_->mu_) = 0;
@@ -145,7 +148,6 @@ class Batcher {
   double saturated_rate_ ABSL_GUARDED_BY(scheduler_->mu_) = 0;
   int64_t window_start_micros_ ABSL_GUARDED_BY(scheduler_->mu_) = -1;
   int window_items_ ABSL_GUARDED_BY(scheduler_->mu_) = 0;
-  CondVar idle_;  // busy_ fell, or the queue emptied
 };
 
 }  // namespace ctxembed

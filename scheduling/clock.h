@@ -42,6 +42,13 @@ inline const Clock* Clock::Real() {
   return &clock;
 }
 
+// Seconds on the steady clock since `start` (for durations reported in
+// metrics and logs).
+inline double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
 }  // namespace ctxembed
 
 #endif  // CTXEMBED_SCHEDULING_CLOCK_H_

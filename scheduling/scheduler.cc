@@ -74,10 +74,7 @@ void Scheduler::CollectFailures(Batcher* q, int64_t now, Work* work) {
   if (exiting_ || (q->stopping_ && now >= q->drain_deadline_micros_)) {
     f.abandoned = q->queue_.Clear();
   }
-  if (f.expired.empty() && f.abandoned.empty()) {
-    if (q->queue_.size() == 0) q->idle_.SignalAll();  // finished tasks left
-    return;
-  }
+  if (f.expired.empty() && f.abandoned.empty()) return;
   f.queue = q;
   f.depth = q->queue_.size();
   ++q->busy_;  // until the failures are delivered
@@ -147,10 +144,10 @@ void Scheduler::WorkerLoop() {
       if (f.queue->observer_ != nullptr) {
         f.queue->observer_->OnQueueDepth(f.depth);
       }
-      MutexLock lock(&mu_);
-      f.queue->AssertLockHeld();
-      // The queue may be destroyed once busy_ is 0 and the lock released.
-      if (--f.queue->busy_ == 0) f.queue->idle_.SignalAll();
+      // The queue may be destroyed once busy_ is 0: nothing touches it after.
+      if (f.queue->busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        drained_.SignalAll();
+      }
     }
     if (work.batch) {
       if (work.queue->observer_ != nullptr) {

@@ -71,6 +71,9 @@ class Scheduler {
   bool exiting_ ABSL_GUARDED_BY(mu_) = false;
   // New work, a batch finished, a queue stopping, or exiting.
   CondVar work_;
+  // A queue's busy count reached 0 (signalled without mu_ held: waiters
+  // also wake on a short timeout).
+  CondVar drained_;
 };
 
 }  // namespace ctxembed

@@ -17,10 +17,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-double SecondsSince(SteadyClock::time_point start) {
-  return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
-
 // The job's deadline, from the call's, on `clock` (the batcher's).
 int64_t DeadlineMicros(const grpc::CallbackServerContext* context,
                        const Clock* clock) {
@@ -371,10 +367,8 @@ class EmbedStreamReactor
       SerializeResponse(out, &response);
     }
     status = WithRequestId(status, request->request_id());
-    metrics_->RecordRequest(
-        Method::kEmbedStream, status.code(),
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count());
+    metrics_->RecordRequest(Method::kEmbedStream, status.code(),
+                            SecondsSince(start));
     Actions actions;
     {
       MutexLock lock(&mu_);

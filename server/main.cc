@@ -37,7 +37,9 @@ ABSL_FLAG(int, max_message_bytes, 64 << 20,
 ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
           "on SIGTERM, how long queued and in-flight calls may take to "
           "finish");
-ABSL_FLAG(bool, batching, true, "gather concurrent requests into batches");
+ABSL_FLAG(bool, batching, true,
+          "gather concurrent requests into batches; false runs each request "
+          "as a batch of its own (still queued, admitted and timed)");
 ABSL_FLAG(int, max_batch_sentences, 32, "most sentences in one batch");
 ABSL_FLAG(int, max_batch_tokens, 4096,
           "most padded tokens (longest sentence x sentences) in one batch");
@@ -50,7 +52,7 @@ ABSL_FLAG(int64_t, max_queue_wait_micros, 0,
           "refuse (RESOURCE_EXHAUSTED) requests that would wait longer than "
           "this by the measured batch times; 0: off");
 ABSL_FLAG(int, num_batch_workers, 0,
-          "threads running batches per model; 0: one per core");
+          "threads running batches, shared by all models; 0: one per core");
 ABSL_FLAG(int, max_stream_inflight, 8,
           "requests one EmbedStream may have unanswered");
 ABSL_FLAG(int64_t, max_connection_age_ms, 0,

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
+#include "scheduling/clock.h"
 #include "server/log.h"
 
 namespace ctxembed {
@@ -124,9 +125,7 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   v1::EmbedResponse response;
   CallStats stats;
   CTXEMBED_RETURN_IF_ERROR(handler_.Embed(warm, &response, &stats));
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
+  const double seconds = SecondsSince(start);
   metrics_.RecordModelLoaded(model->name(), std::string(model->architecture()),
                              model->dim(), seconds);
   LogInfo("loaded model \"", model->name(), "\" from ", model_dir, ": ",
