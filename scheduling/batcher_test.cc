@@ -114,13 +114,19 @@ TEST_F(BatcherTest, ConcurrentRequestsAreBatchedAndReassembledInOrder) {
   for (int r = 0; r < kRequests; ++r) {
     for (int i = 0; i < 1 + r % 4; ++i)
       values[r].push_back(1 + (r * 7 + i * 3) % 20);
+  }
+  // A refused submit is recorded, not asserted in the client thread (which
+  // would leave the wait below hanging): the test then fails, at once.
+  std::vector<absl::Status> submitted(kRequests);
+  for (int r = 0; r < kRequests; ++r) {
     clients.emplace_back([&, r] {
-      ASSERT_TRUE((*batcher)->Submit(Job(values[r], &outcomes[r])).ok());
+      submitted[r] = (*batcher)->Submit(Job(values[r], &outcomes[r]));
     });
   }
   for (auto& c : clients) c.join();
   int total = 0;
   for (int r = 0; r < kRequests; ++r) {
+    ASSERT_TRUE(submitted[r].ok()) << "request " << r << ": " << submitted[r];
     outcomes[r].done.WaitForNotification();
     ASSERT_TRUE(outcomes[r].status.ok()) << outcomes[r].status;
     ASSERT_EQ(outcomes[r].squares.size(), values[r].size());

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -443,8 +444,36 @@ TEST_F(EndToEndTest, ShutdownRefusesNewCalls) {
   req.add_inputs("after shutdown");
   v1::EmbedResponse resp;
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  EXPECT_FALSE(stub_->Embed(&ctx, req, &resp).ok());
+  // A refusal, not a call that waited out its deadline.
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  const grpc::Status s = stub_->Embed(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+}
+
+// Threads of this process, from /proc.
+int ThreadCount() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    static_cast<void>(e);
+    ++n;
+  }
+  return n;
+}
+
+// Every model's batcher shares the server's scheduler: loading more models
+// starts no threads. (The first bidirectional model starts the one
+// process-wide helper that runs the second direction: load one first.)
+TEST_F(EndToEndTest, MoreModelsStartNoMoreThreads) {
+  const absl::Status first =
+      server_->LoadModel(testing::GoldenDir() + "/torch/lstm_bi_2l_last");
+  ASSERT_TRUE(first.ok()) << first;
+  const int one_model = ThreadCount();
+  for (const char* m :
+       {"/models/sg_d8", "/models/cbow_d12", "/torch/bigru_2l_odd"}) {
+    const absl::Status loaded = server_->LoadModel(testing::GoldenDir() + m);
+    ASSERT_TRUE(loaded.ok()) << m << ": " << loaded;
+  }
+  EXPECT_EQ(ThreadCount(), one_model);
 }
 
 }  // namespace
