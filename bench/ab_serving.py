@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--duration_s", type=int, default=6)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--out", help="also write a markdown table here")
+    ap.add_argument("--title", default="build A against build B")
     args = ap.parse_args()
     texts = serving.glosses()
     rates = {"a": [], "b": []}
@@ -52,6 +54,24 @@ def main():
                          res["p99_ms"]), flush=True)
     ma, mb = statistics.median(rates["a"]), statistics.median(rates["b"])
     print("median requests/s: A %.0f, B %.0f (B/A %.3f)" % (ma, mb, mb / ma))
+    if args.out:
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                    if l.startswith("model name")), "unknown CPU")
+        with open(args.out, "w") as f:
+            f.write("# Serving A/B: %s\n\n" % args.title)
+            f.write("`bench/ab_serving.py --a %s --b %s --rounds %d "
+                    "--duration_s %d` on %s, %d cores: closed loop, %d "
+                    "callers, one 14-18-token sentence per request, default "
+                    "batching flags; rounds alternate which build goes "
+                    "first.\n\n" % (args.a, args.b, args.rounds,
+                                     args.duration_s, cpu, os.cpu_count(),
+                                     args.concurrency))
+            f.write("| round | A requests/s | B requests/s |\n|---|---|---|\n")
+            for r in range(args.rounds):
+                f.write("| %d | %.0f | %.0f |\n"
+                        % (r, rates["a"][r], rates["b"][r]))
+            f.write("\nMedian: A %.0f, B %.0f requests/s (B/A **%.3f**).\n"
+                    % (ma, mb, mb / ma))
 
 
 if __name__ == "__main__":
