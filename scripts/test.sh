@@ -48,7 +48,8 @@ cmake --build build-tsan -j"$(nproc)" --target "${tsan_tests[@]##*/}" > /dev/nul
 for t in "${tsan_tests[@]}"; do
   echo "tsan: $t"
   log="build-tsan/${t##*/}.log"
-  CTXEMBED_SOURCE_DIR="$PWD" TSAN_OPTIONS=halt_on_error=1 "build-tsan/$t" \
+  CTXEMBED_SOURCE_DIR="$PWD" \
+    TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/tests/tsan.supp" "build-tsan/$t" \
     > "$log" 2>&1 || { cat "$log"; exit 1; }
 done
 
