@@ -118,7 +118,13 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   // Runs on the thread that ends job k.
   void OnJobDone(int k, const Model& model, const absl::Status& status) {
     statuses_[k] = status;
-    if (!status.ok()) CancelJobs(k);
+    if (!status.ok()) {
+      // The first job to fail is the call's cause; the siblings it cancels
+      // end with CANCELLED, which must not be what the client hears.
+      int none = -1;
+      first_failed_.compare_exchange_strong(none, k, std::memory_order_acq_rel);
+      CancelJobs(k);
+    }
     if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     // The last job: every other callback is past its last use of `this`.
     std::vector<std::shared_ptr<EmbedJob>> jobs;
@@ -126,13 +132,9 @@ class BatchedCall : public grpc::ServerUnaryReactor {
       MutexLock lock(&mu_);
       jobs = jobs_;
     }
-    absl::Status result;
-    for (const absl::Status& s : statuses_) {
-      if (!s.ok()) {
-        result = s;
-        break;
-      }
-    }
+    const int failed = first_failed_.load(std::memory_order_acquire);
+    const absl::Status result =
+        failed < 0 ? absl::OkStatus() : statuses_[failed];
     if (result.ok()) {
       Response response;
       if constexpr (std::is_same_v<Response, v1::EmbedResponse>) {
@@ -175,6 +177,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   // Slot k is written only by job k's callback, before its countdown.
   std::vector<absl::Status> statuses_;
   std::atomic<int> remaining_{0};
+  std::atomic<int> first_failed_{-1};  // index of the first job to fail
   Mutex mu_;
   std::vector<std::shared_ptr<EmbedJob>> jobs_ ABSL_GUARDED_BY(mu_);
   Batcher* batcher_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -398,11 +398,23 @@ TEST_F(EndToEndTest, ScoreIsBatchedAndRefusedUnderOverloadLikeEmbed) {
   options.num_batch_workers = 1;
   options.batch.max_queue_sentences = 16;
   StartServer(options);
+  // A dual encoder: each call is two jobs (a through enc0, b through enc1),
+  // so a refusal of one must end the call with the refusal, not with the
+  // cancellation of its sibling.
   ASSERT_TRUE(
-      server_->LoadModel(testing::GoldenDir() + "/torch/lstm_bi_2l_last").ok());
+      server_->LoadModel(testing::GoldenDir() + "/torch/dual_o2v").ok());
   server_->SetServing(true);
+  v1::ScoreResponse reference;
   std::string text;
   for (int w = 0; w < 60; ++w) text += "w" + std::to_string(w % 40) + " ";
+  {
+    v1::ScoreRequest req;
+    req.add_pairs()->set_a(text);
+    req.mutable_pairs(0)->set_b(text);
+    req.set_truncate(true);
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Score(&ctx, req, &reference).ok());
+  }
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 64; ++t) {
@@ -416,7 +428,7 @@ TEST_F(EndToEndTest, ScoreIsBatchedAndRefusedUnderOverloadLikeEmbed) {
         grpc::ClientContext ctx;
         const grpc::Status s = stub_->Score(&ctx, req, &resp);
         if (s.ok() && resp.scores_size() == 1 &&
-            std::abs(resp.scores(0) - 1.0f) < 1e-5f) {
+            std::abs(resp.scores(0) - reference.scores(0)) < 1e-5f) {
           ++ok;
         } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
           ++refused;
@@ -427,12 +439,13 @@ TEST_F(EndToEndTest, ScoreIsBatchedAndRefusedUnderOverloadLikeEmbed) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(other, 0);
+  EXPECT_EQ(other, 0) << "a call ended with neither OK nor its refusal";
   EXPECT_GT(ok, 0);
   EXPECT_GT(refused, 0) << "16 queued sentences cannot hold 64 callers' pairs";
-  // One call is one job of 2 sentences: batches of more held several calls.
-  const auto [merged, batches] = HistogramAbove(
-      server_->registry(), "ctxembed_batch_size", "lstm_bi_2l_last", 2);
+  // One call is one job of 1 sentence per tower: batches of more held
+  // several calls.
+  const auto [merged, batches] =
+      HistogramAbove(server_->registry(), "ctxembed_batch_size", "dual_o2v", 1);
   EXPECT_GT(batches, 0u);
   EXPECT_GT(merged, 0u) << "no batch held more than one Score call";
 }

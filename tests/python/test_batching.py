@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import unittest
 import urllib.request
 
@@ -122,6 +123,78 @@ class BatchingTest(unittest.TestCase):
                          [1 + i % 3 for i in range(40)])
         for a, b in zip(out[5].embeddings[0].values, single.embeddings[0].values):
             self.assertAlmostEqual(a, b, places=6)
+
+    def score_from_64_callers(self, *flags):
+        """64 grpcio threads calling Score on a dual encoder (a through
+        enc0, b through enc1, then the comparator) with one batch worker;
+        returns the status codes, the scores and the metrics."""
+        dual = os.path.join(harness.GOLDEN, "torch", "dual_o2v")
+        server = harness.Server([dual], "--num_batch_workers=1", *flags)
+        codes, scores = [], []
+        lock = threading.Lock()
+        text = " ".join("w%d" % (k % 50) for k in range(60))
+
+        def caller():
+            for _ in range(8):
+                req = embedder_pb2.ScoreRequest(
+                    pairs=[embedder_pb2.Pair(a=text, b=text)], truncate=True)
+                try:
+                    resp = server.stub.Score(req, timeout=30)
+                    with lock:
+                        codes.append("OK")
+                        scores.append(round(resp.scores[0], 5))
+                except grpc.RpcError as e:
+                    with lock:
+                        codes.append(e.code().name)
+        try:
+            threads = [threading.Thread(target=caller) for _ in range(64)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            text = self.scrape(server)
+            # The server still answers.
+            after = server.stub.Score(embedder_pb2.ScoreRequest(
+                pairs=[embedder_pb2.Pair(a="w1 w2", b="w3")]), timeout=30)
+            self.assertEqual(len(after.scores), 1)
+        finally:
+            server.close()
+        return codes, scores, text
+
+    def test_score_is_batched(self):
+        codes, scores, text = self.score_from_64_callers()
+        self.assertEqual(set(codes), {"OK"})
+        self.assertEqual(len(set(scores)), 1, "same pair, same score")
+        # One call is one job of one sentence per tower: a batch of more
+        # than one held several calls.
+        single = metric(text, 'ctxembed_batch_size_bucket{model="dual_o2v",le="1"}')
+        total = metric(text, 'ctxembed_batch_size_count{model="dual_o2v"}')
+        self.assertGreater(total, single, "no batch held two Score calls")
+
+    def test_score_is_refused_under_overload_like_embed(self):
+        # Room for one call's two sentences: 64 callers overflow it. A call
+        # ends with its refusal, not with the cancellation of its other job.
+        codes, _, text = self.score_from_64_callers("--max_queue_sentences=2")
+        self.assertEqual(set(codes) - {"OK", "RESOURCE_EXHAUSTED"}, set())
+        self.assertIn("OK", codes)
+        self.assertIn("RESOURCE_EXHAUSTED", codes)
+        self.assertGreater(metric(
+            text, 'ctxembed_rejected_total{model="dual_o2v",reason="overloaded"}'),
+            0)
+
+    def test_more_models_start_no_more_threads(self):
+        def threads(models):
+            server = harness.Server(models, metrics=False)
+            try:
+                server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["w1"]))
+                return len(os.listdir("/proc/%d/task" % server.proc.pid))
+            finally:
+                server.close()
+        golden = harness.GOLDEN
+        one = threads([MODEL])
+        three = threads([MODEL, os.path.join(golden, "torch", "lstm_bi_2l_last"),
+                         os.path.join(golden, "models", "sg_d8")])
+        self.assertEqual(three, one)
 
 
 if __name__ == "__main__":
