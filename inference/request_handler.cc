@@ -244,18 +244,30 @@ std::vector<std::shared_ptr<EmbedJob>> MakeWaitedJobs(
 
 }  // namespace
 
+namespace {
+
+// Runs a prepared Embed / EmbedTokens request as one job and waits for it.
+absl::StatusOr<std::shared_ptr<EmbedJob>> RunPrepared(PreparedEmbed& prepared,
+                                                      CallStats* stats) {
+  std::vector<std::vector<TokenList>> sentences;
+  sentences.push_back(std::move(prepared.sentences));
+  std::vector<Outcome> outcomes(1);
+  auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
+  CTXEMBED_RETURN_IF_ERROR(
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+  return jobs[0];
+}
+
+}  // namespace
+
 absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
                                    v1::EmbedResponse* response,
                                    CallStats* stats) const {
   CTXEMBED_ASSIGN_OR_RETURN(PreparedEmbed prepared,
                             Prepare(request, EmbedJob::Kind::kEmbed, stats));
-  std::vector<std::vector<TokenList>> sentences = {
-      std::move(prepared.sentences)};
-  std::vector<Outcome> outcomes(1);
-  auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
-  CTXEMBED_RETURN_IF_ERROR(
-      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
-  FillEmbedResponse(request, *prepared.servable.model, *jobs[0], response);
+  CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
+                            RunPrepared(prepared, stats));
+  FillEmbedResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
 
@@ -265,13 +277,9 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
   CTXEMBED_ASSIGN_OR_RETURN(
       PreparedEmbed prepared,
       Prepare(request, EmbedJob::Kind::kEmbedTokens, stats));
-  std::vector<std::vector<TokenList>> sentences = {
-      std::move(prepared.sentences)};
-  std::vector<Outcome> outcomes(1);
-  auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
-  CTXEMBED_RETURN_IF_ERROR(
-      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
-  FillTokensResponse(request, *prepared.servable.model, *jobs[0], response);
+  CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
+                            RunPrepared(prepared, stats));
+  FillTokensResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
 

@@ -99,6 +99,13 @@ class BatcherTest : public ::testing::Test {
         });
   }
 
+  // Submits a BlockingJob and returns once it holds the worker.
+  void HoldTheWorker(Batcher& batcher, Notification& entered,
+                     Notification& release) {
+    ASSERT_TRUE(batcher.Submit(BlockingJob(entered, release)).ok());
+    entered.WaitForNotification();
+  }
+
   CountingObserver observer_;
 };
 
@@ -146,9 +153,7 @@ TEST_F(BatcherTest, CancelledWorkIsRemovedAndNotComputed) {
   // The one worker finishes `blocker` and then waits inside its done
   // callback until released, so `victim` stays queued.
   Notification entered, release;
-  auto blocker = BlockingJob(entered, release);
-  ASSERT_TRUE((*batcher)->Submit(blocker).ok());
-  entered.WaitForNotification();
+  ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome victim;
   auto job = Job({3, 4}, &victim);
   ASSERT_TRUE((*batcher)->Submit(job).ok());
@@ -170,9 +175,7 @@ TEST_F(BatcherTest, ExpiredWorkFailsWithoutBeingComputed) {
   auto batcher = Create({.num_workers = 1, .clock = &clock});
   ASSERT_TRUE(batcher.ok());
   Notification entered, release;
-  auto blocker = BlockingJob(entered, release);
-  ASSERT_TRUE((*batcher)->Submit(blocker).ok());
-  entered.WaitForNotification();
+  ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome late;
   ASSERT_TRUE(
       (*batcher)->Submit(Job({2, 1}, &late, clock.NowMicros() + 1000)).ok());
@@ -266,9 +269,7 @@ TEST_F(BatcherTest, ConcurrentShutdownsBothWaitForTheDrain) {
   auto batcher = Create({.num_workers = 1});
   ASSERT_TRUE(batcher.ok());
   Notification entered, release;
-  auto blocker = BlockingJob(entered, release);
-  ASSERT_TRUE((*batcher)->Submit(blocker).ok());
-  entered.WaitForNotification();
+  ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome queued;
   ASSERT_TRUE((*batcher)->Submit(Job({2}, &queued)).ok());
   std::thread first([&] { (*batcher)->Shutdown(10'000'000); });
