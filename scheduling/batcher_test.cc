@@ -70,6 +70,15 @@ struct Outcome {
   std::vector<int> squares;
 };
 
+// Releases a held worker when the test leaves its scope, whichever way, so
+// the batcher's destructor (which drains) cannot wait on it forever.
+struct ReleaseOnExit {
+  Notification& release;
+  ~ReleaseOnExit() {
+    if (!release.HasBeenNotified()) release.Notify();
+  }
+};
+
 class BatcherTest : public ::testing::Test {
  protected:
   absl::StatusOr<std::unique_ptr<Batcher>> Create(
@@ -153,6 +162,7 @@ TEST_F(BatcherTest, CancelledWorkIsRemovedAndNotComputed) {
   // The one worker finishes `blocker` and then waits inside its done
   // callback until released, so `victim` stays queued.
   Notification entered, release;
+  ReleaseOnExit guard{release};  // a failed assertion must not hang
   ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome victim;
   auto job = Job({3, 4}, &victim);
@@ -175,6 +185,7 @@ TEST_F(BatcherTest, ExpiredWorkFailsWithoutBeingComputed) {
   auto batcher = Create({.num_workers = 1, .clock = &clock});
   ASSERT_TRUE(batcher.ok());
   Notification entered, release;
+  ReleaseOnExit guard{release};  // a failed assertion must not hang
   ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome late;
   ASSERT_TRUE(
@@ -269,6 +280,7 @@ TEST_F(BatcherTest, ConcurrentShutdownsBothWaitForTheDrain) {
   auto batcher = Create({.num_workers = 1});
   ASSERT_TRUE(batcher.ok());
   Notification entered, release;
+  ReleaseOnExit guard{release};  // a failed assertion must not hang
   ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   Outcome queued;
   ASSERT_TRUE((*batcher)->Submit(Job({2}, &queued)).ok());
