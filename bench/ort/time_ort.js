@@ -1,0 +1,37 @@
+// Times one ONNX model in ONNX Runtime (CPU) for bench/compare_torch.py:
+//   node time_ort.js MODEL.onnx BATCH TOKENS MIN_SECONDS THREADS
+// Input "ids" int64 [batch, tokens]; prints {"ms_per_batch": median} as JSON.
+// Settings: its best on this machine for one request at a time: all graph
+// optimizations, sequential execution, THREADS intra-op threads.
+'use strict';
+const ort = require('onnxruntime-node');
+
+async function main() {
+  const [model, batch, tokens, minSeconds, threads] = process.argv.slice(2);
+  const session = await ort.InferenceSession.create(model, {
+    intraOpNumThreads: Number(threads),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+  });
+  const b = Number(batch), t = Number(tokens), n = b * t;
+  const ids = new BigInt64Array(n);
+  for (let i = 0; i < n; ++i) ids[i] = BigInt(1 + ((i * 7919) % 999));
+  const feeds = {ids: new ort.Tensor('int64', ids, [b, t])};
+  for (let i = 0; i < 3; ++i) await session.run(feeds);
+  const times = [];
+  const begin = process.hrtime.bigint();
+  const budget = BigInt(Math.round(Number(minSeconds) * 1e9));
+  while (process.hrtime.bigint() - begin < budget || times.length < 5) {
+    const start = process.hrtime.bigint();
+    await session.run(feeds);
+    times.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  times.sort((x, y) => x - y);
+  console.log(JSON.stringify({ms_per_batch: times[times.length >> 1]}));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
