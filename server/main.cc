@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/cpu_info.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -141,6 +142,8 @@ int main(int argc, char** argv) {
     }
   }
   (*server)->SetServing(true);
+  ctxembed::LogInfo("built for ", ctxembed::BuildIsa(), "; this CPU is ",
+                    ctxembed::CpuIsa());
   ctxembed::LogInfo("ready: grpc_port=", (*server)->grpc_port(),
                     " metrics_port=", (*server)->metrics_port());
 

@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include "server/cpu_info.h"
 #include "server/grpc_status.h"
 
 namespace ctxembed {
@@ -53,6 +54,14 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                        .Help("RPCs being served right now.")
                        .Register(*registry);
   inflight_ = &inflight.Add({});
+  prometheus::BuildGauge()
+      .Name("ctxembed_build_info")
+      .Help(
+          "1, labelled with the x86-64 level the hot code was built for "
+          "(isa) and the highest level this CPU supports (cpu_isa).")
+      .Register(*registry)
+      .Add({{"isa", BuildIsa()}, {"cpu_isa", CpuIsa()}})
+      .Set(1);
   model_info_ = &prometheus::BuildGauge()
                      .Name("ctxembed_model_info")
                      .Help("1 for each loaded model, with its metadata.")

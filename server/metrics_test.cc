@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "absl/strings/str_cat.h"
+#include "server/cpu_info.h"
+
 namespace ctxembed {
 namespace {
 
@@ -38,6 +41,9 @@ TEST(ServerMetricsTest, ExportsTheContractNames) {
                               "method=\"Embed\",le=\"10\"} 2"));
   EXPECT_THAT(text, HasSubstr("ctxembed_inference_duration_seconds_count{"
                               "model=\"m\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr(absl::StrCat("ctxembed_build_info{cpu_isa=\"", CpuIsa(),
+                                     "\",isa=\"", BuildIsa(), "\"} 1")));
   EXPECT_THAT(text, HasSubstr("ctxembed_input_tokens_total{model=\"m\"} 7"));
   EXPECT_THAT(text, HasSubstr("ctxembed_inflight_requests 1"));
   EXPECT_THAT(text, HasSubstr("ctxembed_model_info{architecture=\"bag_of_"
