@@ -87,6 +87,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     const int n = static_cast<int>(specs.size());
     statuses_.resize(n);
     remaining_.store(n);
+    std::vector<std::shared_ptr<EmbedJob>> jobs;
     {
       MutexLock lock(&mu_);
       batcher_ = batcher;
@@ -97,10 +98,6 @@ class BatchedCall : public grpc::ServerUnaryReactor {
               OnJobDone(k, *model, status);
             }));
       }
-    }
-    std::vector<std::shared_ptr<EmbedJob>> jobs;
-    {
-      MutexLock lock(&mu_);
       jobs = jobs_;
     }
     for (const auto& job : jobs) {
