@@ -1,19 +1,15 @@
 #include "inference/request_handler.h"
 
-#include <chrono>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
 #include "model/utf8.h"
 #include "scheduling/batcher.h"
-#include "scheduling/clock.h"
 #include "scheduling/mutex.h"
 
 namespace ctxembed {
 namespace {
-
-using SteadyClock = std::chrono::steady_clock;
 
 absl::Status CheckCount(int count, int limit, absl::string_view what) {
   if (count == 0) {
@@ -203,9 +199,7 @@ struct Outcome {
 // Runs `jobs` on `batcher` (inline, on this thread, without one) and waits
 // for all of them; the first error, or OK.
 absl::Status RunAndWait(const std::vector<std::shared_ptr<EmbedJob>>& jobs,
-                        std::vector<Outcome>& outcomes, Batcher* batcher,
-                        CallStats* stats) {
-  const auto start = SteadyClock::now();
+                        std::vector<Outcome>& outcomes, Batcher* batcher) {
   for (const auto& job : jobs) {
     if (batcher == nullptr) {
       RunJobInline(job);
@@ -219,7 +213,6 @@ absl::Status RunAndWait(const std::vector<std::shared_ptr<EmbedJob>>& jobs,
     o.done.WaitForNotification();
     if (status.ok()) status = o.status;
   }
-  stats->inference_seconds = SecondsSince(start);
   return status;
 }
 
@@ -247,14 +240,13 @@ std::vector<std::shared_ptr<EmbedJob>> MakeWaitedJobs(
 namespace {
 
 // Runs a prepared Embed / EmbedTokens request as one job and waits for it.
-absl::StatusOr<std::shared_ptr<EmbedJob>> RunPrepared(PreparedEmbed& prepared,
-                                                      CallStats* stats) {
+absl::StatusOr<std::shared_ptr<EmbedJob>> RunPrepared(PreparedEmbed& prepared) {
   std::vector<std::vector<TokenList>> sentences;
   sentences.push_back(std::move(prepared.sentences));
   std::vector<Outcome> outcomes(1);
   auto jobs = MakeWaitedJobs({prepared.spec}, sentences, &outcomes);
   CTXEMBED_RETURN_IF_ERROR(
-      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get()));
   return jobs[0];
 }
 
@@ -266,7 +258,7 @@ absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
   CTXEMBED_ASSIGN_OR_RETURN(PreparedEmbed prepared,
                             Prepare(request, EmbedJob::Kind::kEmbed, stats));
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
-                            RunPrepared(prepared, stats));
+                            RunPrepared(prepared));
   FillEmbedResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
@@ -278,7 +270,7 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
       PreparedEmbed prepared,
       Prepare(request, EmbedJob::Kind::kEmbedTokens, stats));
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
-                            RunPrepared(prepared, stats));
+                            RunPrepared(prepared));
   FillTokensResponse(request, *prepared.servable.model, *job, response);
   return absl::OkStatus();
 }
@@ -360,7 +352,7 @@ absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
   std::vector<Outcome> outcomes(prepared.specs.size());
   auto jobs = MakeWaitedJobs(prepared.specs, prepared.sentences, &outcomes);
   CTXEMBED_RETURN_IF_ERROR(
-      RunAndWait(jobs, outcomes, prepared.servable.batcher.get(), stats));
+      RunAndWait(jobs, outcomes, prepared.servable.batcher.get()));
   FillScoreResponse(request, *prepared.servable.model, jobs, response);
   return absl::OkStatus();
 }

@@ -18,9 +18,8 @@ namespace ctxembed {
 
 // What one call did, for metrics and logs.
 struct CallStats {
-  std::string model;             // name of the model that served the call
-  int64_t tokens = 0;            // tokens processed (after truncation)
-  double inference_seconds = 0;  // time spent in the model
+  std::string model;   // name of the model that served the call
+  int64_t tokens = 0;  // tokens processed (after truncation)
 };
 
 // An Embed / EmbedTokens request checked and tokenized, ready to run.

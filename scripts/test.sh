@@ -15,13 +15,20 @@ scripts/setup.sh
 if [ $# -gt 0 ]; then exit 0; fi
 
 export CCACHE_BASEDIR="$PWD"
-if [ ! -f build-asan/CMakeCache.txt ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
-    -DCTXEMBED_BUILD_BENCH=OFF > build-asan.log 2>&1 || { cat build-asan.log; exit 1; }
-  rm -f build-asan.log
-fi
+# configure DIR CMAKE_ARGS...: configures build tree DIR once, quietly
+# (its log is shown only if CMake fails).
+configure() {
+  local dir=$1
+  shift
+  [ -f "$dir/CMakeCache.txt" ] && return 0
+  cmake -S . -B "$dir" "$@" > "$dir.log" 2>&1 || { cat "$dir.log"; exit 1; }
+  rm -f "$dir.log"
+}
+
+configure build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+  -DCTXEMBED_BUILD_BENCH=OFF
 cmake --build build-asan -j"$(nproc)" > /dev/null
 # gRPC keeps some allocations until exit: leaks are not what this pass hunts.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=0 \
@@ -34,13 +41,10 @@ cmake --build build-asan -j"$(nproc)" > /dev/null
 # gRPC stream (server/embed_stream_test.cc). Our locks are visible to TSan
 # through scheduling/mutex.h; a real gRPC channel is not (Debian's gRPC is
 # not built with TSan), which is why the stream test fakes the transport.
-if [ ! -f build-tsan/CMakeCache.txt ]; then
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=thread" \
-    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
-    -DCTXEMBED_BUILD_BENCH=OFF > build-tsan.log 2>&1 || { cat build-tsan.log; exit 1; }
-  rm -f build-tsan.log
-fi
+configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=thread" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
+  -DCTXEMBED_BUILD_BENCH=OFF
 tsan_tests=(scheduling/batch_queue_test scheduling/batcher_test
             scheduling/scheduler_test scheduling/scheduler_stress_test
             server/embed_stream_test)
@@ -55,14 +59,9 @@ done
 
 # clang's lock analysis over every layer with locks (an unannotated access
 # to guarded state fails the build).
-if [ ! -f build-clang/CMakeCache.txt ]; then
-  cmake -S . -B build-clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" \
-    -DCTXEMBED_BUILD_BENCH=OFF -DCTXEMBED_BUILD_TESTS=OFF > build-clang.log 2>&1 ||
-    { cat build-clang.log; exit 1; }
-  rm -f build-clang.log
-fi
+configure build-clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" \
+  -DCTXEMBED_BUILD_BENCH=OFF -DCTXEMBED_BUILD_TESTS=OFF
 cmake --build build-clang -j"$(nproc)" --target ctxembed-server ctxembed-cli > /dev/null
 echo "clang -Wthread-safety: clean"
 

@@ -467,10 +467,6 @@ grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
   if (status.ok()) status = call(request, &response, &stats);
   if (status.ok()) {
     SerializeResponse(response, out);
-    if (!stats.model.empty() && method != Method::kTokenize) {
-      metrics_->RecordInference(stats.model, stats.inference_seconds,
-                                stats.tokens);
-    }
   } else if (status.code() == absl::StatusCode::kInternal) {
     LogError(MethodName(method), ": ", status.ToString());
   }
