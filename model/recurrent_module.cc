@@ -105,7 +105,10 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
   s.projection.resize(GH, in.cols());
   s.projection.colwise() = layer.b_in.segment(d * GH, GH);
   layer.w_ih[d].MultiplyAdd(in, s.projection, s.packed_rhs);
-  if (s.gates.rows() != GH || s.gates.cols() < B) {
+  // Modules of one tower share this scratch: an LSTM of hidden size 6 and
+  // a GRU of hidden size 8 both have 24 gate rows, so the state's height is
+  // checked on its own.
+  if (s.gates.rows() != GH || s.h.rows() != H || s.gates.cols() < B) {
     s.gates.resize(GH, B);
     s.hidden_gates.resize(GH, B);
     s.h.resize(H, B);

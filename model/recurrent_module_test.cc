@@ -140,5 +140,59 @@ TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
                         "size (2)"));
 }
 
+// Weights of one layer with deterministic, varied values.
+std::map<std::string, Tensor> Layer(const std::string& prefix, int gates,
+                                    int input, int hidden) {
+  std::map<std::string, Tensor> t;
+  int k = 0;
+  auto fill = [&k](std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    Tensor out{shape, {}};
+    for (int64_t i = 0; i < n; ++i)
+      out.values.push_back(0.4f * std::sin(0.7f * static_cast<float>(++k)));
+    return out;
+  };
+  t[prefix + ".weight_ih_l0"] = fill({gates * hidden, input});
+  t[prefix + ".weight_hh_l0"] = fill({gates * hidden, hidden});
+  t[prefix + ".bias_ih_l0"] = fill({gates * hidden});
+  t[prefix + ".bias_hh_l0"] = fill({gates * hidden});
+  return t;
+}
+
+// The modules of a tower share one scratch. An LSTM of hidden size 6 and a
+// GRU of hidden size 8 have the same number of gate rows (24): the GRU must
+// still get a state of its own height (it once ran on the LSTM's 6 rows).
+TEST(RecurrentModuleTest, SharedScratchFollowsEachModulesStateSize) {
+  auto tensors = Layer("a", 4, 3, 6);
+  tensors.merge(Layer("b", 3, 6, 8));
+  const std::string file = Build(tensors);
+  auto st = SafeTensors::Parse(file, "w");
+  ASSERT_TRUE(st.ok()) << st.status();
+  auto lstm = RecurrentModule::Create({.kind = RecurrentKind::kLstm,
+                                       .prefix = "a",
+                                       .input_size = 3,
+                                       .hidden_size = 6},
+                                      **st);
+  auto gru = RecurrentModule::Create({.kind = RecurrentKind::kGru,
+                                      .prefix = "b",
+                                      .input_size = 6,
+                                      .hidden_size = 8},
+                                     **st);
+  ASSERT_TRUE(lstm.ok()) << lstm.status();
+  ASSERT_TRUE(gru.ok()) << gru.status();
+  SequenceBatch batch;
+  batch.Reset({5, 2, 7});
+  Eigen::MatrixXf x(3, 14);
+  for (int i = 0; i < x.size(); ++i) x.data()[i] = std::cos(0.3f * i);
+  RecurrentScratch shared, fresh;
+  Eigen::MatrixXf mid, y, want;
+  (*lstm)->Forward(x, batch, shared, &mid, nullptr);
+  (*gru)->Forward(mid, batch, shared, &y, nullptr);
+  (*gru)->Forward(mid, batch, fresh, &want, nullptr);
+  ASSERT_EQ(y.rows(), 8);
+  EXPECT_TRUE(y.isApprox(want, 0.0f)) << (y - want).cwiseAbs().maxCoeff();
+}
+
 }  // namespace
 }  // namespace ctxembed
