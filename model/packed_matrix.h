@@ -1,25 +1,28 @@
-// A weight matrix packed once for Eigen's GEMM kernel, so the recurrent step
-// W_hh * h does not repack all of W_hh at every time step (Eigen's product
-// does; for H = 256 that repacking took 15% of an encoder's time).
+// A weight matrix packed once for the GEMM kernel of model/kernel_table.h,
+// so the recurrent step W_hh * h does not repack W_hh at every time step.
 #ifndef CTXEMBED_MODEL_PACKED_MATRIX_H_
 #define CTXEMBED_MODEL_PACKED_MATRIX_H_
 
 #include <Eigen/Core>
+#include <vector>
+
+#include "model/kernel_table.h"
+#include "model/kernels.h"
 
 namespace ctxembed {
 
 // Immutable after construction; thread-safe (MultiplyAdd's scratch is the
-// caller's). Uses Eigen 3.4's internal GEBP kernel and packing routines
-// directly, the ones Eigen's own matrix product runs; packed_matrix_test.cc
-// checks it against Eigen's product so an Eigen upgrade cannot break it
-// silently.
+// caller's). Keeps the kernel table it was packed for: the packed layout
+// is that table's.
 class PackedMatrix {
  public:
   PackedMatrix() = default;
-  explicit PackedMatrix(const Eigen::MatrixXf& w);
+  explicit PackedMatrix(const Eigen::MatrixXf& w,
+                        const KernelTable& kernels = DefaultKernels());
 
   Eigen::Index rows() const { return rows_; }
   Eigen::Index cols() const { return cols_; }
+  const KernelTable& kernels() const { return *kernels_; }
 
   // out += W * x, where x is [cols x n] and out is [rows x n], both
   // column-major with contiguous columns. `rhs_scratch` holds the packed x;
@@ -30,7 +33,8 @@ class PackedMatrix {
 
  private:
   Eigen::Index rows_ = 0, cols_ = 0;
-  Eigen::VectorXf packed_;  // Eigen-aligned, rows x cols floats
+  const KernelTable* kernels_ = nullptr;
+  std::vector<float> packed_;
 };
 
 }  // namespace ctxembed

@@ -11,15 +11,16 @@ absl::string_view RecurrentKindName(RecurrentKind kind) {
 }
 
 absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
-    const RecurrentConfig& config, const SafeTensors& weights) {
+    const RecurrentConfig& config, const SafeTensors& weights,
+    const KernelTable& kernels) {
   if (config.input_size < 1 || config.hidden_size < 1 ||
       config.num_layers < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "encoder module ", config.prefix,
         ": input_size, hidden_size and num_layers must be positive"));
   }
-  std::unique_ptr<RecurrentModule> m(
-      new RecurrentModule(config, config.kind == RecurrentKind::kLstm));
+  std::unique_ptr<RecurrentModule> m(new RecurrentModule(
+      config, config.kind == RecurrentKind::kLstm, kernels));
   if (config.residual && m->output_size() != config.input_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("encoder module ", config.prefix,
@@ -49,8 +50,8 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
                               weights.ReadVector(p + "bias_ih" + suffix, GH));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_hh,
                               weights.ReadVector(p + "bias_hh" + suffix, GH));
-    layer.w_ih[d] = PackedMatrix(Eigen::MatrixXf(w_ih));
-    layer.w_hh[d] = PackedMatrix(Eigen::MatrixXf(w_hh));
+    layer.w_ih[d] = PackedMatrix(Eigen::MatrixXf(w_ih), kernels_);
+    layer.w_hh[d] = PackedMatrix(Eigen::MatrixXf(w_hh), kernels_);
     if (lstm_) {
       layer.b_in.segment(d * GH, GH) = b_ih + b_hh;
     } else {
@@ -60,36 +61,6 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
   }
   layers_.push_back(std::move(layer));
   return absl::OkStatus();
-}
-
-// c' = f*c + i*g, h' = o*tanh(c'), gates in PyTorch's i, f, g, o order.
-void RecurrentModule::LstmStep(RecurrentScratch::Direction& s, int b) const {
-  const int H = config_.hidden_size;
-  auto g = s.gates.leftCols(b).array();
-  auto c = s.c.leftCols(b).array();
-  c = g.middleRows(H, H).logistic() * c +
-      g.topRows(H).logistic() * g.middleRows(2 * H, H).tanh();
-  s.h.leftCols(b).array() = g.middleRows(3 * H, H).logistic() * c.tanh();
-}
-
-// r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r*h_n),
-// h' = (1-z)*n + z*h, where h_* = W_h* h + b_h*.
-void RecurrentModule::GruStep(RecurrentScratch::Direction& s, int b,
-                              bool first) const {
-  const int H = config_.hidden_size;
-  auto gi = s.gates.leftCols(b).array();
-  auto gh = s.hidden_gates.leftCols(b).array();
-  auto h = s.h.leftCols(b).array();
-  auto r = (gi.topRows(H) + gh.topRows(H)).logistic();
-  // z is used twice: keep it in the (otherwise unused) cell-state buffer.
-  auto z = s.c.leftCols(b).array();
-  z = (gi.middleRows(H, H) + gh.middleRows(H, H)).logistic();
-  auto n = (gi.bottomRows(H) + r * gh.bottomRows(H)).tanh();
-  if (first) {
-    h = (1.0f - z) * n;
-  } else {
-    h = (1.0f - z) * n + z * h;
-  }
 }
 
 void RecurrentModule::RunDirection(const Layer& layer, int d,
@@ -133,14 +104,15 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
         layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.gates.leftCols(b),
                                   s.packed_rhs);
       }
-      LstmStep(s, b);
+      kernels_.lstm_cell(s.gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
     } else {
       s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
       if (t > 0) {
         layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
                                   s.packed_rhs);
       }
-      GruStep(s, b, t == 0);
+      kernels_.gru_cell(s.gates.data(), s.hidden_gates.data(), GH, s.h.data(),
+                        H, H, b, t == 0);
     }
     for (int i = 0; i < b; ++i) {
       out.col(s.columns[i]).segment(d * H, H) = s.h.col(i);

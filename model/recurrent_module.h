@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model/kernels.h"
 #include "model/packed_matrix.h"
 #include "model/safetensors.h"
 #include "model/sequence_batch.h"
@@ -58,8 +59,11 @@ class RecurrentModule {
   // Reads "{prefix}.weight_ih_l{k}[_reverse]", weight_hh, bias_ih, bias_hh
   // with the shapes PyTorch gives them. INVALID_ARGUMENT / NOT_FOUND naming
   // the tensor and the expected and actual shapes on mismatch.
+  // The kernels (the CPU level) are fixed here: weights are packed for
+  // them.
   static absl::StatusOr<std::unique_ptr<RecurrentModule>> Create(
-      const RecurrentConfig& config, const SafeTensors& weights);
+      const RecurrentConfig& config, const SafeTensors& weights,
+      const KernelTable& kernels = DefaultKernels());
 
   int input_size() const { return config_.input_size; }
   int hidden_size() const { return config_.hidden_size; }
@@ -88,18 +92,18 @@ class RecurrentModule {
     Eigen::VectorXf b_hh[2];  // [G*H] (GRU only: it sits inside r * (...))
   };
 
-  RecurrentModule(const RecurrentConfig& config, bool lstm)
-      : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3) {}
+  RecurrentModule(const RecurrentConfig& config, bool lstm,
+                  const KernelTable& kernels)
+      : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3), kernels_(kernels) {}
   absl::Status LoadLayer(const SafeTensors& weights, int k);
   void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& in,
                     const SequenceBatch& batch, RecurrentScratch::Direction& s,
                     Eigen::MatrixXf& out) const;
-  void LstmStep(RecurrentScratch::Direction& s, int b) const;
-  void GruStep(RecurrentScratch::Direction& s, int b, bool first) const;
 
   const RecurrentConfig config_;
   const bool lstm_;
   const int gates_;
+  const KernelTable& kernels_;
   std::vector<Layer> layers_;
 };
 

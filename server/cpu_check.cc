@@ -6,15 +6,15 @@
 
 #include <cstdio>
 
-#include "server/cpu_info.h"
+#include "model/cpu_info.h"
 
 namespace {
 
 __attribute__((constructor(101))) void CheckCpu() {
   if (ctxembed::CpuRunsBuild()) return;
   std::fprintf(stderr,
-               "ctxembed: this build needs an %s CPU (AVX2, FMA, BMI2); this "
-               "one is %s. Rebuild with -DCTXEMBED_X86_64_V3=OFF.\n",
+               "ctxembed: this build needs an %s CPU (SSE4.2, POPCNT); this "
+               "one is %s. Rebuild with -DCTXEMBED_X86_64_V2=OFF.\n",
                ctxembed::BuildIsa(), ctxembed::CpuIsa());
   _exit(1);
 }

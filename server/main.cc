@@ -20,7 +20,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "server/cpu_info.h"
+#include "model/cpu_info.h"
+#include "model/kernels.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -31,6 +32,9 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
 ABSL_FLAG(std::vector<std::string>, model_dir, {},
           "model directories (comma-separated); the first is the default "
           "model");
+ABSL_FLAG(std::string, cpu_isa, "auto",
+          "encoder kernels to run: auto (the best this CPU runs), v2, v3 or "
+          "v4 (x86-64 levels), generic");
 ABSL_FLAG(int, max_inputs_per_request, 256,
           "most inputs (or pairs) one request may carry");
 ABSL_FLAG(int, max_message_bytes, 64 << 20,
@@ -113,6 +117,12 @@ int main(int argc, char** argv) {
 
   const std::vector<std::string> model_dirs = absl::GetFlag(FLAGS_model_dir);
   if (model_dirs.empty()) return Fail("no --model_dir given");
+  // Before anything packs weights: packed layouts are the kernels'.
+  if (absl::Status isa =
+          ctxembed::SetDefaultKernels(absl::GetFlag(FLAGS_cpu_isa));
+      !isa.ok()) {
+    return Fail(absl::StrCat("--cpu_isa: ", isa.message()));
+  }
   ctxembed::EmbeddingServer::Options options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
@@ -142,8 +152,10 @@ int main(int argc, char** argv) {
     }
   }
   (*server)->SetServing(true);
-  ctxembed::LogInfo("built for ", ctxembed::BuildIsa(), "; this CPU is ",
-                    ctxembed::CpuIsa());
+  ctxembed::LogInfo(
+      "kernels ", ctxembed::KernelsLevelName(ctxembed::DefaultKernels()),
+      " (--cpu_isa=", absl::GetFlag(FLAGS_cpu_isa), "); this CPU is ",
+      ctxembed::CpuIsa(), "; built for ", ctxembed::BuildIsa());
   ctxembed::LogInfo("ready: grpc_port=", (*server)->grpc_port(),
                     " metrics_port=", (*server)->metrics_port());
 

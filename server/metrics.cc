@@ -1,6 +1,7 @@
 #include "server/metrics.h"
 
-#include "server/cpu_info.h"
+#include "model/cpu_info.h"
+#include "model/kernels.h"
 #include "server/grpc_status.h"
 
 namespace ctxembed {
@@ -57,10 +58,14 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
   prometheus::BuildGauge()
       .Name("ctxembed_build_info")
       .Help(
-          "1, labelled with the x86-64 level the hot code was built for "
-          "(isa) and the highest level this CPU supports (cpu_isa).")
+          "1, labelled with the x86-64 level of the encoder kernels in use "
+          "(isa, chosen at startup), the highest level this CPU supports "
+          "(cpu_isa) and the level the rest of the build targets "
+          "(build_isa).")
       .Register(*registry)
-      .Add({{"isa", BuildIsa()}, {"cpu_isa", CpuIsa()}})
+      .Add({{"isa", KernelsLevelName(DefaultKernels())},
+            {"cpu_isa", CpuIsa()},
+            {"build_isa", BuildIsa()}})
       .Set(1);
   model_info_ = &prometheus::BuildGauge()
                      .Name("ctxembed_model_info")

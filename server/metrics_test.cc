@@ -5,7 +5,8 @@
 #include <prometheus/text_serializer.h>
 
 #include "absl/strings/str_cat.h"
-#include "server/cpu_info.h"
+#include "model/cpu_info.h"
+#include "model/kernels.h"
 
 namespace ctxembed {
 namespace {
@@ -41,9 +42,10 @@ TEST(ServerMetricsTest, ExportsTheContractNames) {
                               "method=\"Embed\",le=\"10\"} 2"));
   EXPECT_THAT(text, HasSubstr("ctxembed_inference_duration_seconds_count{"
                               "model=\"m\"} 1"));
-  EXPECT_THAT(text,
-              HasSubstr(absl::StrCat("ctxembed_build_info{cpu_isa=\"", CpuIsa(),
-                                     "\",isa=\"", BuildIsa(), "\"} 1")));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat(
+                        "ctxembed_build_info{build_isa=\"", BuildIsa(),
+                        "\",cpu_isa=\"", CpuIsa(), "\",isa=\"",
+                        KernelsLevelName(DefaultKernels()), "\"} 1")));
   EXPECT_THAT(text, HasSubstr("ctxembed_input_tokens_total{model=\"m\"} 7"));
   EXPECT_THAT(text, HasSubstr("ctxembed_inflight_requests 1"));
   EXPECT_THAT(text, HasSubstr("ctxembed_model_info{architecture=\"bag_of_"

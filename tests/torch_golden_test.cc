@@ -1,7 +1,8 @@
 // Parity with PyTorch: the golden models of tests/golden/torch (random
 // weights over a grid of LSTM/GRU encoders, made by generate.py there) must
 // give PyTorch's token and sentence vectors within 1e-5 absolute or 1e-4
-// relative, alone or in any batch.
+// relative, alone or in any batch, on every CPU level of the kernels this
+// machine runs (model/kernels.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <numeric>
 #include <random>
 
+#include "model/kernels.h"
 #include "model/model.h"
 #include "model/test_data.h"
 #include "tests/golden_compare.h"
@@ -79,19 +81,36 @@ void CheckTower(Golden& g, const Tower& tower, const Json& texts,
   ExpectClose(pooled, want, name + " pooled");
 }
 
-class TorchGoldenTest : public ::testing::TestWithParam<std::string> {};
+// (golden model, kernel level): the level is set before the model loads
+// (weights are packed for it) and restored after.
+class TorchGoldenTest
+    : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(SetDefaultKernels(std::get<1>(GetParam())).ok());
+  }
+  void TearDown() override { ASSERT_TRUE(SetDefaultKernels("auto").ok()); }
+  static std::string Name() { return std::get<0>(GetParam()); }
+};
+
+std::vector<std::string> Levels() {
+  std::vector<std::string> out;
+  for (const KernelTable* k : SupportedKernels()) out.push_back(k->isa);
+  return out;
+}
 
 TEST_P(TorchGoldenTest, MatchesPyTorch) {
-  Golden g = LoadGolden(GetParam());
+  ASSERT_EQ(&DefaultKernels(), *FindKernels(std::get<1>(GetParam())));
+  Golden g = LoadGolden(Name());
   ASSERT_NE(g.model, nullptr);
   if (g.manifest["kind"] == "single") {
     CheckTower(g, g.model->tower(0), g.manifest["texts"], g.manifest["tokens"],
-               GetParam());
+               Name());
   } else {
     CheckTower(g, g.model->tower(0), g.manifest["texts"], g.manifest["tokens"],
-               GetParam() + " enc0");
+               Name() + " enc0");
     CheckTower(g, g.model->tower(1), g.manifest["texts_b"],
-               g.manifest["tokens_b"], GetParam() + " enc1");
+               g.manifest["tokens_b"], Name() + " enc1");
     TowerScratch scratch;
     Eigen::MatrixXf u, v;
     g.model->tower(0).Embed(Tokenize(*g.model, g.manifest["texts"]),
@@ -110,7 +129,7 @@ TEST_P(TorchGoldenTest, MatchesPyTorch) {
 // A sentence's vectors are the same alone and in a shuffled batch of 128
 // sentences of mixed lengths (padding and batch-mates never leak in).
 TEST_P(TorchGoldenTest, BatchDoesNotChangeResults) {
-  Golden g = LoadGolden(GetParam());
+  Golden g = LoadGolden(Name());
   ASSERT_NE(g.model, nullptr);
   const Tower& tower = g.model->tower(0);
   std::vector<TokenList> base = Tokenize(*g.model, g.manifest["texts"]);
@@ -148,12 +167,17 @@ TEST_P(TorchGoldenTest, BatchDoesNotChangeResults) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, TorchGoldenTest,
-                         ::testing::Values("lstm_uni_odd", "lstm_bi_2l_last",
-                                           "gru_bi_f16_max", "gru_uni_3l_proj",
-                                           "sockeye_residual",
-                                           "fasttext_bilstm_bf16",
-                                           "bigru_2l_odd", "dual_o2v"));
+INSTANTIATE_TEST_SUITE_P(
+    Models, TorchGoldenTest,
+    ::testing::Combine(::testing::Values("lstm_uni_odd", "lstm_bi_2l_last",
+                                         "gru_bi_f16_max", "gru_uni_3l_proj",
+                                         "sockeye_residual",
+                                         "fasttext_bilstm_bf16", "bigru_2l_odd",
+                                         "dual_o2v"),
+                       ::testing::ValuesIn(Levels())),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+    });
 
 }  // namespace
 }  // namespace ctxembed

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "inference/request_handler.h"
+#include "model/kernels.h"
 #include "model/status_macros.h"
 #include "server/grpc_status.h"
 
@@ -36,6 +37,8 @@ ABSL_FLAG(std::string, server, "127.0.0.1:50051", "server address host:port");
 ABSL_FLAG(bool, local, false, "run the model in this process, no server");
 ABSL_FLAG(std::string, model_dir, "", "with --local: the model directory");
 ABSL_FLAG(std::string, model, "", "model name (empty: the server's default)");
+ABSL_FLAG(std::string, cpu_isa, "auto",
+          "with --local: encoder kernels (auto, v2, v3, v4, generic)");
 ABSL_FLAG(bool, normalize, false, "return unit-length vectors");
 ABSL_FLAG(bool, truncate, false, "cut texts longer than the model's limit");
 ABSL_FLAG(std::string, pooling, "",
@@ -170,6 +173,7 @@ class LocalBackend : public Backend {
   static absl::StatusOr<std::unique_ptr<LocalBackend>> Create(
       const std::string& model_dir) {
     auto backend = std::unique_ptr<LocalBackend>(new LocalBackend());
+    CTXEMBED_RETURN_IF_ERROR(SetDefaultKernels(absl::GetFlag(FLAGS_cpu_isa)));
     CTXEMBED_ASSIGN_OR_RETURN(auto model, Model::Load(model_dir));
     CTXEMBED_RETURN_IF_ERROR(backend->registry_.Add(std::move(model)));
     return backend;

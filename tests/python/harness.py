@@ -108,6 +108,26 @@ class Server:
             self.stop()
 
 
+def cpu_levels():
+    """The kernel levels (--cpu_isa) this CPU supports, lowest first, read
+    from /proc/cpuinfo's flags (independently of the binary's own CPUID
+    check); ["generic"] off x86-64."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(l for l in f if l.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return ["generic"]
+    need = {"v2": {"sse4_2", "ssse3", "popcnt", "pni"},
+            "v3": {"avx", "avx2", "fma", "bmi1", "bmi2"},
+            "v4": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}}
+    levels, have = [], set()
+    for level in ("v2", "v3", "v4"):
+        have |= need[level]
+        if have <= flags:
+            levels.append(level)
+    return levels or ["generic"]
+
+
 def run_server_expecting_failure(model_dirs, *extra_flags, timeout_s=30):
     """Runs the server, expects it to exit by itself; returns (code, stderr)."""
     args = [SERVER, "--model_dir=" + ",".join(model_dirs),

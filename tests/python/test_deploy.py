@@ -33,6 +33,14 @@ class DeployFilesTest(unittest.TestCase):
                  harness.SOURCE_DIR, harness.BUILD_DIR])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_dockerfile_copies_every_source_directory_it_builds(self):
+        with open(os.path.join(harness.SOURCE_DIR, "CMakeLists.txt")) as f:
+            subdirs = set(re.findall(r"add_subdirectory\((\w+)\)", f.read()))
+        with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+            copied = set(re.findall(r"^COPY (\w+) \1$", f.read(), re.M))
+        # The image builds with tests and benchmarks off.
+        self.assertEqual(subdirs - {"tests", "bench"} - copied, set())
+
     def test_yamllint(self):
         r = run(["yamllint", "-c", os.path.join(DEPLOY, ".yamllint"),
                  os.path.join(DEPLOY, "k8s"), os.path.join(DEPLOY, "prometheus")])

@@ -3,6 +3,7 @@ clear line, shutting down cleanly on signals, exposing valid Prometheus
 metrics, and the CLI agreeing with it."""
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -107,6 +108,48 @@ class BadModelTest(unittest.TestCase):
         code, err = subprocess.run([harness.SERVER], capture_output=True,
                                    text=True).returncode, ""
         self.assertEqual(code, 1)
+
+
+class CpuLevelTest(unittest.TestCase):
+    """--cpu_isa: every level this CPU runs can be chosen, is logged and
+    exported; unknown or unsupported levels stop the server with one line."""
+
+    def test_each_level_is_logged_and_exported(self):
+        levels = harness.cpu_levels()
+        vectors = []
+        for level in levels + ["auto"]:
+            with self.subTest(level=level):
+                server = harness.Server([SG_D8], "--cpu_isa=" + level)
+                try:
+                    reply = server.stub.Embed(embedder_pb2.EmbedRequest(
+                        inputs=["the dog bit the man"]))
+                    url = "http://127.0.0.1:%d/metrics" % server.metrics_port
+                    with urllib.request.urlopen(url, timeout=10) as r:
+                        text = r.read().decode()
+                finally:
+                    server.close()
+                chosen = levels[-1] if level == "auto" else level
+                name = "x86-64-" + chosen if chosen != "generic" else chosen
+                self.assertIn("kernels %s (--cpu_isa=%s)" % (name, level),
+                              "".join(server.log))
+                self.assertRegex(text, r'ctxembed_build_info\{[^}]*isa="%s"\} 1'
+                                 % re.escape(name))
+                vectors.append(list(reply.embeddings[0].values))
+        # A bag of vectors runs no kernel: the same bits on every level.
+        self.assertTrue(all(v == vectors[0] for v in vectors))
+
+    def test_bad_levels_are_refused(self):
+        code, err = harness.run_server_expecting_failure([SG_D8],
+                                                         "--cpu_isa=avx9")
+        self.assertEqual(code, 1)
+        self.assertIn('--cpu_isa: unknown CPU level "avx9"', err)
+        missing = [l for l in ("v2", "v3", "v4") if l not in harness.cpu_levels()]
+        if not missing:
+            self.skipTest("this CPU runs every level")
+        code, err = harness.run_server_expecting_failure(
+            [SG_D8], "--cpu_isa=" + missing[-1])
+        self.assertEqual(code, 1)
+        self.assertIn("cannot run the %s kernels" % missing[-1], err)
 
 
 class LifecycleTest(unittest.TestCase):

@@ -1,12 +1,13 @@
-// Compiled for the x86-64 baseline (see server/CMakeLists.txt), so that the
+// Compiled for the x86-64 baseline (see model/CMakeLists.txt), so that the
 // check runs on CPUs the rest of the binary cannot.
-#include "server/cpu_info.h"
+#include "model/cpu_info.h"
 
 namespace ctxembed {
 namespace {
 
 #if defined(__x86_64__)
-// The x86-64 psABI levels, by the features __builtin_cpu_supports knows.
+// The x86-64 psABI levels, by the features __builtin_cpu_supports knows
+// (libgcc reports AVX and AVX-512 only when the OS saves their registers).
 bool V2() {
   return __builtin_cpu_supports("sse3") && __builtin_cpu_supports("ssse3") &&
          __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2") &&
@@ -29,19 +30,33 @@ bool V4() {
 }  // namespace
 
 const char* BuildIsa() {
-#if defined(CTXEMBED_X86_64_V3)
-  return "x86-64-v3";
+#if defined(CTXEMBED_X86_64_V2)
+  return "x86-64-v2";
 #else
   return "generic";
 #endif
 }
 
-const char* CpuIsa() {
+bool CpuHasLevel(int level) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (V4()) return "x86-64-v4";
-  if (V3()) return "x86-64-v3";
-  if (V2()) return "x86-64-v2";
+  switch (level) {
+    case 2:
+      return V2();
+    case 3:
+      return V3();
+    case 4:
+      return V4();
+  }
+#endif
+  return false;
+}
+
+const char* CpuIsa() {
+#if defined(__x86_64__)
+  if (CpuHasLevel(4)) return "x86-64-v4";
+  if (CpuHasLevel(3)) return "x86-64-v3";
+  if (CpuHasLevel(2)) return "x86-64-v2";
   return "x86-64";
 #else
   return "other";
@@ -49,9 +64,8 @@ const char* CpuIsa() {
 }
 
 bool CpuRunsBuild() {
-#if defined(CTXEMBED_X86_64_V3) && defined(__x86_64__)
-  __builtin_cpu_init();
-  return V3();
+#if defined(CTXEMBED_X86_64_V2)
+  return CpuHasLevel(2);
 #else
   return true;
 #endif

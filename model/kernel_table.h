@@ -1,0 +1,69 @@
+// The hot loops of the recurrent encoders, as a table of plain functions:
+// one table per instruction-set level (model/kernels_isa.cc compiled once
+// per level), chosen at startup (model/kernels.h).
+//
+// This header is included by those per-level translation units, so it holds
+// declarations only: nothing here may instantiate an inline function or a
+// template, or one level's code could be linked into another's calls (see
+// kernels_isa.cc).
+#ifndef CTXEMBED_MODEL_KERNEL_TABLE_H_
+#define CTXEMBED_MODEL_KERNEL_TABLE_H_
+
+#include <cstddef>
+
+namespace ctxembed {
+
+struct KernelTable {
+  // "v2", "v3", "v4" (x86-64 levels) or "generic".
+  const char* isa;
+  // Floats per vector register.
+  int lanes;
+
+  // Floats a packed [rows x cols] matrix occupies (rows rounded up to the
+  // kernel's panel height).
+  size_t (*packed_floats)(int rows, int cols);
+  // Packs W, element (r, c) at w[r * row_stride + c * col_stride], into
+  // `dst` (packed_floats(rows, cols) floats) for gemm().
+  void (*pack)(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride,
+               int rows, int cols, float* dst);
+  // Floats of scratch gemm() needs for a right-hand side of n columns.
+  size_t (*gemm_scratch_floats)(int cols, int n);
+  // out[:, j] += W x[:, j] for j < n. Column j of x is x + j * ldx (cols
+  // floats), column j of out is out + j * ldo (rows floats).
+  void (*gemm)(const float* packed, int rows, int cols, const float* x,
+               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, float* scratch);
+
+  // One LSTM step over b columns, gates in PyTorch's i, f, g, o order:
+  // c = s(f) c + s(i) tanh(g); h = s(o) tanh(c). gates: [4H] per column,
+  // ldg apart; c and h: [H] per column, ldh apart.
+  void (*lstm_cell)(const float* gates, ptrdiff_t ldg, float* c, float* h,
+                    ptrdiff_t ldh, int hidden, int b);
+  // One GRU step, PyTorch's r, z, n order: gi = W_i x + b_i, gh = W_h h +
+  // b_h (both [3H] per column, ldg apart); r = s(gi_r + gh_r),
+  // z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n), h = (1 - z) n + z h
+  // (h taken as zero if `first`).
+  void (*gru_cell)(const float* gi, const float* gh, ptrdiff_t ldg, float* h,
+                   ptrdiff_t ldh, int hidden, int b, bool first);
+
+  // In place over n floats: 1 / (1 + exp(-x)), tanh(x).
+  void (*logistic)(float* x, ptrdiff_t n);
+  void (*tanh)(float* x, ptrdiff_t n);
+};
+
+// One table per level compiled into this build (see model/CMakeLists.txt).
+namespace kernels_generic {
+extern const KernelTable kTable;
+}
+namespace kernels_v2 {
+extern const KernelTable kTable;
+}
+namespace kernels_v3 {
+extern const KernelTable kTable;
+}
+namespace kernels_v4 {
+extern const KernelTable kTable;
+}
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_MODEL_KERNEL_TABLE_H_

@@ -1,0 +1,354 @@
+// The kernels of model/kernel_table.h for one instruction-set level. This
+// file is compiled once per level (model/CMakeLists.txt: -march=x86-64-v2,
+// -v3, -v4, or the target's default for "generic"), with
+// CTXEMBED_KERNEL_NS naming the level's namespace.
+//
+// Isolation: every function here has internal linkage (an anonymous
+// namespace) and the file includes no header with inline functions or
+// templates (GCC's vector extensions need none). Otherwise the linker would
+// keep one copy of an inline function for the whole program, compiled for
+// whichever level it met first, and a v4 instruction could reach a v3 CPU.
+// tests/check_kernel_symbols.py checks the object files for that.
+#include <cstddef>
+#include <cstdint>
+
+#include "model/kernel_table.h"
+
+#ifndef CTXEMBED_KERNEL_NS
+#error "CTXEMBED_KERNEL_NS must name the level (kernels_v3, ...)"
+#endif
+#ifndef CTXEMBED_KERNEL_ISA
+#error "CTXEMBED_KERNEL_ISA must be the level's name as a string"
+#endif
+
+namespace ctxembed {
+namespace CTXEMBED_KERNEL_NS {
+namespace {
+
+// Register blocking of the GEMM micro-kernel: a panel of kMv vectors of
+// rows (the packed weights) by kNr columns, kMv * kNr accumulators.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr int kMv = 2;
+constexpr int kNr = 12;  // 24 accumulators of 32 registers
+#elif defined(__AVX__)
+constexpr int kLanes = 8;
+constexpr int kMv = 2;
+constexpr int kNr = 6;  // 12 accumulators of 16 registers
+#else
+constexpr int kLanes = 4;
+constexpr int kMv = 2;
+constexpr int kNr = 6;
+#endif
+constexpr int kPanel = kLanes * kMv;  // rows per packed panel
+// Packed right-hand side per pass over the weights: stays in L2.
+constexpr ptrdiff_t kRhsChunkFloats = (128 << 10) / 4;
+
+typedef float Vec __attribute__((vector_size(kLanes * 4)));
+typedef int32_t IVec __attribute__((vector_size(kLanes * 4)));
+
+inline Vec Load(const float* p) {
+  Vec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void Store(float* p, Vec v) { __builtin_memcpy(p, &v, sizeof v); }
+inline Vec Splat(float x) { return Vec{} + x; }
+// The first n (< kLanes) floats; the rest zero.
+inline Vec LoadPartial(const float* p, int n) {
+  Vec v = {};
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+}
+inline void StorePartial(float* p, Vec v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = v[i];
+}
+inline Vec Min(Vec a, Vec b) { return a < b ? a : b; }
+inline Vec Max(Vec a, Vec b) { return a > b ? a : b; }
+
+// exp(x) to about 1 ulp (Cephes' expf): x = n ln2 + r, |r| <= ln2 / 2,
+// exp(r) by a degree-6 polynomial, 2^n built in the exponent bits. x is
+// clamped to [-87.3, 88.3], where 2^n stays a normal float.
+inline Vec Exp(Vec x) {
+  x = Max(Min(x, Splat(88.3f)), Splat(-87.3f));
+  const Vec magic = Splat(12582912.0f);  // 1.5 * 2^23: rounds to integer
+  const Vec n = (x * 1.44269504088896341f + magic) - magic;
+  Vec r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  Vec p = Splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  return p * (Vec)bits;
+}
+
+inline Vec Logistic(Vec x) { return 1.0f / (1.0f + Exp(-x)); }
+
+// tanh(|x|) = 1 - 2 / (exp(2|x|) + 1), with x's sign put back.
+inline Vec Tanh(Vec x) {
+  // Vector casts between vectors of one size reinterpret the bits.
+  const IVec sign = (IVec)x & INT32_MIN;
+  const Vec ax = (Vec)((IVec)x & INT32_MAX);
+  const Vec t = 1.0f - 2.0f / (Exp(ax + ax) + 1.0f);
+  return (Vec)((IVec)t | sign);
+}
+
+// ---- GEMM -----------------------------------------------------------------
+// Packed W: panel p holds rows [p * kPanel, (p + 1) * kPanel) as cols
+// consecutive runs of kPanel floats (row-fastest), zero past the last row.
+// Packed x: a group of nr <= kNr columns as cols runs of nr floats.
+
+size_t PackedFloats(int rows, int cols) {
+  const size_t panels = (static_cast<size_t>(rows) + kPanel - 1) / kPanel;
+  return panels * kPanel * static_cast<size_t>(cols);
+}
+
+void Pack(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride, int rows,
+          int cols, float* dst) {
+  for (int r0 = 0; r0 < rows; r0 += kPanel) {
+    for (int c = 0; c < cols; ++c) {
+      for (int i = 0; i < kPanel; ++i) {
+        const int r = r0 + i;
+        *dst++ = r < rows ? w[r * row_stride + c * col_stride] : 0.0f;
+      }
+    }
+  }
+}
+
+ptrdiff_t ChunkColumns(int cols, int n) {
+  ptrdiff_t chunk = kRhsChunkFloats / (cols > 0 ? cols : 1) / kNr * kNr;
+  if (chunk < kNr) chunk = kNr;
+  return chunk < n ? chunk : n;
+}
+
+size_t GemmScratchFloats(int cols, int n) {
+  const ptrdiff_t chunk = ChunkColumns(cols, n);
+  return static_cast<size_t>((chunk + kNr - 1) / kNr * kNr) * cols;
+}
+
+// out (P panels x NR columns) += panels * xs. `a` is the first panel, the
+// next ones follow `panel_stride` floats apart; `rows` of the P * kPanel
+// rows are real (the last panel of W may be partial).
+template <int P, int NR>
+inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
+                        const float* __restrict xs, int depth,
+                        float* __restrict out, ptrdiff_t ldo, int rows) {
+  Vec acc[P][NR][kMv];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 16
+      for (int m = 0; m < kMv; ++m) acc[p][j][m] = Vec{};
+  for (int k = 0; k < depth; ++k) {
+    Vec w[P][kMv];
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+      for (int m = 0; m < kMv; ++m)
+        w[p][m] = Load(a + p * panel_stride + k * kPanel + m * kLanes);
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      const Vec x = Splat(xs[k * NR + j]);
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+        for (int m = 0; m < kMv; ++m) acc[p][j][m] += w[p][m] * x;
+    }
+  }
+  if (rows == P * kPanel) {
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+        for (int m = 0; m < kMv; ++m) {
+          float* o = out + j * ldo + p * kPanel + m * kLanes;
+          Store(o, Load(o) + acc[p][j][m]);
+        }
+    return;
+  }
+  for (int j = 0; j < NR; ++j) {
+    for (int p = 0; p < P; ++p) {
+      for (int m = 0; m < kMv; ++m) {
+        const int first = p * kPanel + m * kLanes;
+        if (first >= rows) break;
+        const int count = rows - first < kLanes ? rows - first : kLanes;
+        float* o = out + j * ldo + first;
+        StorePartial(o, LoadPartial(o, count) + acc[p][j][m], count);
+      }
+    }
+  }
+}
+
+// All panels of W against one packed group of NR columns; P panels at a
+// time while they last (narrow groups need more independent accumulators
+// than one panel gives).
+template <int P, int NR>
+void PanelsTimesGroup(const float* packed, int rows, int cols, const float* xs,
+                      float* out, ptrdiff_t ldo) {
+  const ptrdiff_t stride = static_cast<ptrdiff_t>(kPanel) * cols;
+  int r0 = 0;
+  for (; r0 + P * kPanel <= rows; r0 += P * kPanel) {
+    MicroKernel<P, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
+                       out + r0, ldo, P * kPanel);
+  }
+  for (; r0 < rows; r0 += kPanel) {
+    const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
+    MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
+                       out + r0, ldo, left);
+  }
+}
+
+template <int NR>
+void Group(const float* packed, int rows, int cols, const float* xs, float* out,
+           ptrdiff_t ldo) {
+  constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
+  PanelsTimesGroup<kP, NR>(packed, rows, cols, xs, out, ldo);
+}
+
+void GroupOfWidth(int nr, const float* packed, int rows, int cols,
+                  const float* xs, float* out, ptrdiff_t ldo) {
+  switch (nr) {
+    case 1:
+      return Group<1>(packed, rows, cols, xs, out, ldo);
+    case 2:
+      return Group<2>(packed, rows, cols, xs, out, ldo);
+    case 3:
+      return Group<3>(packed, rows, cols, xs, out, ldo);
+    case 4:
+      return Group<4>(packed, rows, cols, xs, out, ldo);
+    case 5:
+      return Group<5>(packed, rows, cols, xs, out, ldo);
+    case 6:
+      return Group<6>(packed, rows, cols, xs, out, ldo);
+#if defined(__AVX512F__)
+    case 7:
+      return Group<7>(packed, rows, cols, xs, out, ldo);
+    case 8:
+      return Group<8>(packed, rows, cols, xs, out, ldo);
+    case 9:
+      return Group<9>(packed, rows, cols, xs, out, ldo);
+    case 10:
+      return Group<10>(packed, rows, cols, xs, out, ldo);
+    case 11:
+      return Group<11>(packed, rows, cols, xs, out, ldo);
+    case 12:
+      return Group<12>(packed, rows, cols, xs, out, ldo);
+#endif
+  }
+}
+
+void Gemm(const float* packed, int rows, int cols, const float* x,
+          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, float* scratch) {
+  if (rows <= 0 || cols <= 0 || n <= 0) return;
+  const ptrdiff_t chunk = ChunkColumns(cols, n);
+  for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
+    const int width = static_cast<int>(n - j0 < chunk ? n - j0 : chunk);
+    // Pack the chunk's columns group by group: k-major runs of nr floats.
+    float* dst = scratch;
+    for (int g = 0; g < width; g += kNr) {
+      const int nr = width - g < kNr ? width - g : kNr;
+      for (int k = 0; k < cols; ++k)
+        for (int j = 0; j < nr; ++j) *dst++ = x[(j0 + g + j) * ldx + k];
+    }
+    // Each group against all of W: the group stays in L1, W streams by.
+    const float* xs = scratch;
+    for (int g = 0; g < width; g += kNr) {
+      const int nr = width - g < kNr ? width - g : kNr;
+      GroupOfWidth(nr, packed, rows, cols, xs, out + (j0 + g) * ldo, ldo);
+      xs += static_cast<ptrdiff_t>(nr) * cols;
+    }
+  }
+}
+
+// ---- Recurrent cells --------------------------------------------------------
+
+inline void LstmLanes(const float* g, float* c, float* h, int hidden, int r,
+                      int count) {
+  auto load = [count](const float* p) {
+    return count == kLanes ? Load(p) : LoadPartial(p, count);
+  };
+  const Vec i = Logistic(load(g + r));
+  const Vec f = Logistic(load(g + hidden + r));
+  const Vec gg = Tanh(load(g + 2 * hidden + r));
+  const Vec o = Logistic(load(g + 3 * hidden + r));
+  const Vec cn = f * load(c + r) + i * gg;
+  const Vec hn = o * Tanh(cn);
+  if (count == kLanes) {
+    Store(c + r, cn);
+    Store(h + r, hn);
+  } else {
+    StorePartial(c + r, cn, count);
+    StorePartial(h + r, hn, count);
+  }
+}
+
+void LstmCell(const float* gates, ptrdiff_t ldg, float* c, float* h,
+              ptrdiff_t ldh, int hidden, int b) {
+  for (int col = 0; col < b; ++col) {
+    const float* g = gates + col * ldg;
+    float* cc = c + col * ldh;
+    float* hh = h + col * ldh;
+    int r = 0;
+    for (; r + kLanes <= hidden; r += kLanes)
+      LstmLanes(g, cc, hh, hidden, r, kLanes);
+    if (r < hidden) LstmLanes(g, cc, hh, hidden, r, hidden - r);
+  }
+}
+
+inline void GruLanes(const float* gi, const float* gh, float* h, int hidden,
+                     int r, int count, bool first) {
+  auto load = [count](const float* p) {
+    return count == kLanes ? Load(p) : LoadPartial(p, count);
+  };
+  const Vec rg = Logistic(load(gi + r) + load(gh + r));
+  const Vec z = Logistic(load(gi + hidden + r) + load(gh + hidden + r));
+  const Vec n =
+      Tanh(load(gi + 2 * hidden + r) + rg * load(gh + 2 * hidden + r));
+  Vec out = (1.0f - z) * n;
+  if (!first) out += z * load(h + r);
+  if (count == kLanes) {
+    Store(h + r, out);
+  } else {
+    StorePartial(h + r, out, count);
+  }
+}
+
+void GruCell(const float* gi, const float* gh, ptrdiff_t ldg, float* h,
+             ptrdiff_t ldh, int hidden, int b, bool first) {
+  for (int col = 0; col < b; ++col) {
+    const float* a = gi + col * ldg;
+    const float* bb = gh + col * ldg;
+    float* hh = h + col * ldh;
+    int r = 0;
+    for (; r + kLanes <= hidden; r += kLanes)
+      GruLanes(a, bb, hh, hidden, r, kLanes, first);
+    if (r < hidden) GruLanes(a, bb, hh, hidden, r, hidden - r, first);
+  }
+}
+
+template <Vec (*F)(Vec)>
+void Apply(float* x, ptrdiff_t n) {
+  ptrdiff_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) Store(x + i, F(Load(x + i)));
+  if (i < n) {
+    const int left = static_cast<int>(n - i);
+    StorePartial(x + i, F(LoadPartial(x + i, left)), left);
+  }
+}
+
+}  // namespace
+
+extern const KernelTable kTable;
+const KernelTable kTable = {
+    CTXEMBED_KERNEL_ISA, kLanes,     PackedFloats, Pack,
+    GemmScratchFloats,   Gemm,       LstmCell,     GruCell,
+    Apply<Logistic>,     Apply<Tanh>};
+
+}  // namespace CTXEMBED_KERNEL_NS
+}  // namespace ctxembed

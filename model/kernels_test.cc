@@ -1,0 +1,144 @@
+#include "model/kernels.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "model/cpu_info.h"
+
+namespace ctxembed {
+namespace {
+
+using ::testing::HasSubstr;
+
+double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+std::vector<float> Inputs() {
+  std::vector<float> xs = {0.0f,   -0.0f, 1e-30f, -1e-30f, 1e-8f,  -1e-8f,
+                           1e-4f,  0.5f,  -0.5f,  1.0f,    -3.0f,  8.9f,
+                           9.1f,   20.0f, -20.0f, 87.0f,   -87.0f, 88.5f,
+                           -88.5f, 100.f, -100.f, 1e30f,   -1e30f};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-12.0f, 12.0f);
+  for (int i = 0; i < 1001; ++i) xs.push_back(u(rng));  // not a lane multiple
+  return xs;
+}
+
+TEST(KernelsTest, ActivationsMatchDoublePrecisionOnEveryLevel) {
+  const std::vector<float> xs = Inputs();
+  for (const KernelTable* k : SupportedKernels()) {
+    std::vector<float> s = xs, t = xs;
+    k->logistic(s.data(), static_cast<ptrdiff_t>(s.size()));
+    k->tanh(t.data(), static_cast<ptrdiff_t>(t.size()));
+    for (size_t i = 0; i < xs.size(); ++i) {
+      EXPECT_NEAR(s[i], Sigmoid(xs[i]), 2e-7) << k->isa << " x=" << xs[i];
+      EXPECT_NEAR(t[i], std::tanh(static_cast<double>(xs[i])), 2e-7)
+          << k->isa << " x=" << xs[i];
+      EXPECT_EQ(std::signbit(t[i]), std::signbit(xs[i])) << xs[i];
+    }
+  }
+}
+
+// State sizes that are and are not multiples of every vector width; column
+// strides wider than the state, as the encoder's scratch has them.
+TEST(KernelsTest, CellsFollowPyTorchEquationsOnEveryLevel) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  for (const KernelTable* k : SupportedKernels()) {
+    for (int hidden : {1, 5, 16, 37}) {
+      const int b = 3, ldh = hidden + 2;
+      // LSTM.
+      const int ldg = 4 * hidden + 1;
+      std::vector<float> gates(ldg * b), c(ldh * b), h(ldh * b);
+      for (float& x : gates) x = u(rng);
+      for (float& x : c) x = u(rng);
+      for (float& x : h) x = u(rng);
+      std::vector<float> c0 = c, h0 = h;
+      k->lstm_cell(gates.data(), ldg, c.data(), h.data(), ldh, hidden, b);
+      for (int col = 0; col < b; ++col) {
+        for (int r = 0; r < ldh; ++r) {
+          const float* g = &gates[col * ldg];
+          const int at = col * ldh + r;
+          if (r >= hidden) {  // padding rows untouched
+            EXPECT_EQ(c[at], c0[at]);
+            EXPECT_EQ(h[at], h0[at]);
+            continue;
+          }
+          const double cn = Sigmoid(g[hidden + r]) * c0[at] +
+                            Sigmoid(g[r]) * std::tanh(g[2 * hidden + r]);
+          EXPECT_NEAR(c[at], cn, 1e-6) << k->isa << " H=" << hidden;
+          EXPECT_NEAR(h[at], Sigmoid(g[3 * hidden + r]) * std::tanh(cn), 1e-6)
+              << k->isa << " H=" << hidden;
+        }
+      }
+      // GRU, after the first step and at it.
+      for (bool first : {false, true}) {
+        const int ldq = 3 * hidden + 1;
+        std::vector<float> gi(ldq * b), gh(ldq * b), hg(ldh * b);
+        for (float& x : gi) x = u(rng);
+        for (float& x : gh) x = u(rng);
+        for (float& x : hg) x = u(rng);
+        std::vector<float> hg0 = hg;
+        k->gru_cell(gi.data(), gh.data(), ldq, hg.data(), ldh, hidden, b,
+                    first);
+        for (int col = 0; col < b; ++col) {
+          for (int r = 0; r < hidden; ++r) {
+            const float* a = &gi[col * ldq];
+            const float* q = &gh[col * ldq];
+            const double rr = Sigmoid(a[r] + q[r]);
+            const double z = Sigmoid(a[hidden + r] + q[hidden + r]);
+            const double n =
+                std::tanh(a[2 * hidden + r] + rr * q[2 * hidden + r]);
+            const double want =
+                (1 - z) * n + (first ? 0.0 : z * hg0[col * ldh + r]);
+            EXPECT_NEAR(hg[col * ldh + r], want, 1e-6)
+                << k->isa << " H=" << hidden << " first=" << first;
+          }
+          EXPECT_EQ(hg[col * ldh + hidden], hg0[col * ldh + hidden]);
+        }
+      }
+    }
+  }
+}
+
+TEST(KernelsTest, LevelsFollowTheCpu) {
+  const std::vector<const KernelTable*> levels = SupportedKernels();
+  ASSERT_FALSE(levels.empty());
+#if defined(__x86_64__)
+  std::vector<std::string> want;
+  for (int level : {2, 3, 4}) {
+    if (CpuHasLevel(level)) want.push_back("v" + std::to_string(level));
+  }
+  if (want.empty()) want.push_back("generic");
+  std::vector<std::string> got;
+  for (const KernelTable* k : levels) got.push_back(k->isa);
+  EXPECT_EQ(got, want);
+#endif
+  auto best = FindKernels("auto");
+  ASSERT_TRUE(best.ok()) << best.status();
+  EXPECT_EQ(*best, levels.back());
+  EXPECT_EQ(&DefaultKernels(), levels.back());
+  for (const KernelTable* k : levels) {
+    ASSERT_TRUE(SetDefaultKernels(k->isa).ok()) << k->isa;
+    EXPECT_EQ(&DefaultKernels(), k);
+  }
+  ASSERT_TRUE(SetDefaultKernels("auto").ok());
+  EXPECT_EQ(&DefaultKernels(), levels.back());
+
+  auto bad = FindKernels("avx9");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("unknown CPU level \"avx9\""));
+#if defined(__x86_64__)
+  if (!CpuHasLevel(4)) {
+    auto v4 = FindKernels("v4");
+    EXPECT_EQ(v4.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(v4.status().message(), HasSubstr("cannot run the v4 kernels"));
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace ctxembed
