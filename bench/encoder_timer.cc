@@ -2,6 +2,7 @@
 // bench/compare_torch.py (which times PyTorch on the same weights).
 //
 //   encoder_timer --model_dir=DIR --batch=32 --tokens=16 [--min_seconds=1]
+//                 [--cpu_isa=auto|v2|v3|v4]
 // Sentences are `tokens` words drawn from the model's vocabulary, already
 // tokenized (as PyTorch gets token ids). Prints one JSON line:
 // {"batch":32,"tokens":16,"ms_per_batch":..,"sentences_per_s":..,
@@ -15,16 +16,24 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "model/kernels.h"
 #include "model/model.h"
 
 ABSL_FLAG(std::string, model_dir, "", "model directory");
 ABSL_FLAG(int, batch, 32, "sentences per batch");
 ABSL_FLAG(int, tokens, 16, "tokens per sentence");
 ABSL_FLAG(double, min_seconds, 1.0, "measure at least this long");
+ABSL_FLAG(std::string, cpu_isa, "auto", "kernel level (model/kernels.h)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string dir = absl::GetFlag(FLAGS_model_dir);
+  if (absl::Status isa =
+          ctxembed::SetDefaultKernels(absl::GetFlag(FLAGS_cpu_isa));
+      !isa.ok()) {
+    std::fprintf(stderr, "%s\n", isa.ToString().c_str());
+    return 1;
+  }
   auto model = ctxembed::Model::Load(dir);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());

@@ -53,7 +53,9 @@ inline Vec Load(const float* p) {
   return v;
 }
 inline void Store(float* p, Vec v) { __builtin_memcpy(p, &v, sizeof v); }
-inline Vec Splat(float x) { return Vec{} + x; }
+// (x - 0 is exactly x for every x, so this folds to a broadcast; x + 0
+// would not, -0 + 0 being +0.)
+inline Vec Splat(float x) { return x - Vec{}; }
 // The first n (< kLanes) floats; the rest zero.
 inline Vec LoadPartial(const float* p, int n) {
   Vec v = {};

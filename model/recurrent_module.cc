@@ -69,54 +69,60 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
                                    RecurrentScratch::Direction& s,
                                    Eigen::MatrixXf& out) const {
   const int H = config_.hidden_size, GH = gates_ * H;
-  const int B = batch.size();
+  const int B = batch.size(), N = static_cast<int>(in.cols());
   const bool reverse = d == 1;
+  const auto order = batch.order();
+  // The tokens in step order: step t's tokens (one per sentence still
+  // running, longest sentence first) in consecutive columns, so that each
+  // step's gates are a block of the input projection, updated in place.
+  s.columns.resize(N);
+  s.step_input.resize(in.rows(), N);
+  for (int t = 0, k = 0; t < batch.max_length(); ++t) {
+    for (int i = 0; i < batch.active(t); ++i, ++k) {
+      const int sent = order[i];
+      s.columns[k] =
+          batch.offset(sent) + (reverse ? batch.length(sent) - 1 - t : t);
+      s.step_input.col(k) = in.col(s.columns[k]);
+    }
+  }
   // This direction's input projections for every token of the batch: one
   // GEMM, run on this direction's core.
-  s.projection.resize(GH, in.cols());
+  s.projection.resize(GH, N);
   s.projection.colwise() = layer.b_in.segment(d * GH, GH);
-  layer.w_ih[d].MultiplyAdd(in, s.projection, s.packed_rhs);
+  layer.w_ih[d].MultiplyAdd(s.step_input, s.projection, s.packed_rhs);
   // Modules of one tower share this scratch: an LSTM of hidden size 6 and
   // a GRU of hidden size 8 both have 24 gate rows, so the state's height is
   // checked on its own.
-  if (s.gates.rows() != GH || s.h.rows() != H || s.gates.cols() < B) {
-    s.gates.resize(GH, B);
+  if (s.hidden_gates.rows() != GH || s.h.rows() != H ||
+      s.hidden_gates.cols() < B) {
     s.hidden_gates.resize(GH, B);
     s.h.resize(H, B);
     s.c.resize(H, B);
   }
   s.h.leftCols(B).setZero();
   s.c.leftCols(B).setZero();
-  s.columns.resize(B);
-  const auto order = batch.order();
-  for (int t = 0; t < batch.max_length(); ++t) {
+  for (int t = 0, first = 0; t < batch.max_length(); ++t) {
     const int b = batch.active(t);
-    for (int i = 0; i < b; ++i) {
-      const int sent = order[i];
-      const int col =
-          batch.offset(sent) + (reverse ? batch.length(sent) - 1 - t : t);
-      s.columns[i] = col;
-      s.gates.col(i) = s.projection.col(col);
-    }
+    auto gates = s.projection.middleCols(first, b);
     // One GEMM per step for the whole batch (h is zero at t = 0).
     if (lstm_) {
       if (t > 0) {
-        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.gates.leftCols(b),
-                                  s.packed_rhs);
+        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), gates, s.packed_rhs);
       }
-      kernels_.lstm_cell(s.gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
+      kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
     } else {
       s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
       if (t > 0) {
         layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
                                   s.packed_rhs);
       }
-      kernels_.gru_cell(s.gates.data(), s.hidden_gates.data(), GH, s.h.data(),
-                        H, H, b, t == 0);
+      kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(), H,
+                        H, b, t == 0);
     }
     for (int i = 0; i < b; ++i) {
-      out.col(s.columns[i]).segment(d * H, H) = s.h.col(i);
+      out.col(s.columns[first + i]).segment(d * H, H) = s.h.col(i);
     }
+    first += b;
   }
 }
 

@@ -36,11 +36,12 @@ struct RecurrentConfig {
 // batch seen and are reused, so a warm thread allocates nothing.
 struct RecurrentScratch {
   struct Direction {
-    Eigen::MatrixXf projection;    // [G*H x tokens]: W_ih x + b for all tokens
-    Eigen::MatrixXf gates;         // [G*H x batch]: gathered input projection
+    Eigen::MatrixXf step_input;    // [input x tokens]: x in step order
+    Eigen::MatrixXf projection;    // [G*H x tokens]: W_ih x + b, step order;
+                                   // each step's gates, updated in place
     Eigen::MatrixXf hidden_gates;  // [G*H x batch]: GRU's W_hh h + b_hh
     Eigen::MatrixXf h, c;          // [H x batch] state, longest-first order
-    std::vector<int> columns;      // token column of each active sentence
+    std::vector<int> columns;      // token column of each step-order column
     Eigen::VectorXf packed_rhs;    // GEMM kernel's packed right-hand side
   };
   Eigen::MatrixXf layer_out[2];
