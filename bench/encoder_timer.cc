@@ -2,16 +2,19 @@
 // bench/compare_torch.py (which times PyTorch on the same weights).
 //
 //   encoder_timer --model_dir=DIR --batch=32 --tokens=16 [--min_seconds=1]
-//                 [--cpu_isa=auto|v2|v3|v4]
+//                 [--cpu_isa=auto|v2|v3|v4] [--lengths=5,17,...]
+// --lengths gives each sentence's length (a mixed-length batch, as the
+// batcher forms them) instead of --batch sentences of --tokens.
 // Sentences are `tokens` words drawn from the model's vocabulary, already
 // tokenized (as PyTorch gets token ids). Prints one JSON line:
-// {"batch":32,"tokens":16,"ms_per_batch":..,"sentences_per_s":..,
-//  "gflops":..,"iterations":..}
+// {"batch":32,"tokens":512 (in all),"ms_per_batch":..,"sentences_per_s":..,
+//  "gflops":..,"iterations":..,"isa":"v4"}
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -24,6 +27,8 @@ ABSL_FLAG(int, batch, 32, "sentences per batch");
 ABSL_FLAG(int, tokens, 16, "tokens per sentence");
 ABSL_FLAG(double, min_seconds, 1.0, "measure at least this long");
 ABSL_FLAG(std::string, cpu_isa, "auto", "kernel level (model/kernels.h)");
+ABSL_FLAG(std::vector<std::string>, lengths, {},
+          "sentence lengths (overrides --batch and --tokens)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -44,11 +49,21 @@ int main(int argc, char** argv) {
   for (std::string line; std::getline(in, line);) vocab.push_back(line);
   if (vocab.empty()) vocab.push_back("x");
   std::mt19937 rng(1);
-  const int batch = absl::GetFlag(FLAGS_batch),
-            tokens = absl::GetFlag(FLAGS_tokens);
+  std::vector<int> lengths;
+  for (const std::string& l : absl::GetFlag(FLAGS_lengths)) {
+    lengths.push_back(std::stoi(l));
+  }
+  if (lengths.empty()) {
+    lengths.assign(absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_tokens));
+  }
+  const int batch = static_cast<int>(lengths.size());
+  int64_t total_tokens = 0;
   std::vector<ctxembed::TokenList> sentences(batch);
-  for (auto& s : sentences) {
-    for (int t = 0; t < tokens; ++t) s.push_back(vocab[rng() % vocab.size()]);
+  for (int i = 0; i < batch; ++i) {
+    for (int t = 0; t < lengths[i]; ++t) {
+      sentences[i].push_back(vocab[rng() % vocab.size()]);
+    }
+    total_tokens += lengths[i];
   }
   const ctxembed::Tower& tower = (*model)->tower(0);
   ctxembed::TowerScratch scratch;
@@ -69,12 +84,13 @@ int main(int argc, char** argv) {
   const double median = times[times.size() / 2];
   double flops = 0;
   for (const auto& m : tower.modules()) {
-    flops += m->Flops(static_cast<int64_t>(batch) * tokens);
+    flops += m->Flops(total_tokens);
   }
   std::printf(
-      "{\"batch\":%d,\"tokens\":%d,\"ms_per_batch\":%.4f,"
-      "\"sentences_per_s\":%.1f,\"gflops\":%.2f,\"iterations\":%zu}\n",
-      batch, tokens, median * 1e3, batch / median, flops / median / 1e9,
-      times.size());
+      "{\"batch\":%d,\"tokens\":%lld,\"ms_per_batch\":%.4f,"
+      "\"sentences_per_s\":%.1f,\"gflops\":%.2f,\"iterations\":%zu,"
+      "\"isa\":\"%s\"}\n",
+      batch, static_cast<long long>(total_tokens), median * 1e3, batch / median,
+      flops / median / 1e9, times.size(), ctxembed::DefaultKernels().isa);
   return 0;
 }

@@ -52,6 +52,14 @@ bool CpuHasLevel(int level) {
   return false;
 }
 
+bool CpuHasBf16() {
+#if defined(__x86_64__)
+  return CpuHasLevel(4) && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 const char* CpuIsa() {
 #if defined(__x86_64__)
   if (CpuHasLevel(4)) return "x86-64-v4";

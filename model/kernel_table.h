@@ -50,6 +50,18 @@ struct KernelTable {
   void (*tanh)(float* x, ptrdiff_t n);
 };
 
+// The bf16 GEMM (AVX512_BF16): W stored as bfloat16, x rounded to bfloat16
+// as it is packed, products summed in fp32. Same contract as KernelTable's
+// gemm, in bytes.
+struct Bf16Gemm {
+  size_t (*packed_bytes)(int rows, int cols);
+  void (*pack)(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride,
+               int rows, int cols, void* dst);
+  size_t (*scratch_bytes)(int cols, int n);
+  void (*gemm)(const void* packed, int rows, int cols, const float* x,
+               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, void* scratch);
+};
+
 // One table per level compiled into this build (see model/CMakeLists.txt).
 namespace kernels_generic {
 extern const KernelTable kTable;
@@ -62,6 +74,9 @@ extern const KernelTable kTable;
 }
 namespace kernels_v4 {
 extern const KernelTable kTable;
+}
+namespace kernels_bf16 {
+extern const Bf16Gemm kGemm;
 }
 
 }  // namespace ctxembed

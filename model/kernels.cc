@@ -50,6 +50,13 @@ absl::StatusOr<const KernelTable*> FindKernels(absl::string_view name) {
                    " kernels; it runs ", list));
 }
 
+const Bf16Gemm* Bf16GemmIfSupported() {
+#if defined(CTXEMBED_KERNELS_X86_64)
+  if (CpuHasBf16()) return &kernels_bf16::kGemm;
+#endif
+  return nullptr;
+}
+
 std::string KernelsLevelName(const KernelTable& kernels) {
   const absl::string_view isa = kernels.isa;
   return isa == "generic" ? std::string(isa) : absl::StrCat("x86-64-", isa);

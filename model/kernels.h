@@ -31,6 +31,10 @@ absl::StatusOr<const KernelTable*> FindKernels(absl::string_view name);
 // "generic": for logs and metrics.
 std::string KernelsLevelName(const KernelTable& kernels);
 
+// The bf16 GEMM if this build has it and this CPU runs it (AVX512_BF16),
+// else null.
+const Bf16Gemm* Bf16GemmIfSupported();
+
 // The table models use from now on ("auto" until set). Thread-safe; set it
 // before loading models.
 const KernelTable& DefaultKernels();

@@ -127,6 +127,8 @@ constexpr EnumNames<Activation> kActivations = {
     {"relu", Activation::kRelu},
     {"tanh", Activation::kTanh},
     {"sigmoid", Activation::kSigmoid}};
+constexpr EnumNames<Precision> kPrecisions = {{"fp32", Precision::kFp32},
+                                              {"bf16", Precision::kBf16}};
 constexpr EnumNames<ComparatorOutput> kComparatorOutputs = {
     {"identity", ComparatorOutput::kIdentity},
     {"sigmoid", ComparatorOutput::kSigmoid},
@@ -353,10 +355,10 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
     return absl::InvalidArgumentError(
         absl::StrCat(file, ": expected a JSON object at the top level"));
   }
-  CTXEMBED_RETURN_IF_ERROR(
-      top.CheckKeys({"ctxembed_format", "name", "max_tokens", "tokenizer",
-                     "weights", "embedding", "encoder", "pooling", "sif",
-                     "projection", "normalize", "towers", "comparator"}));
+  CTXEMBED_RETURN_IF_ERROR(top.CheckKeys(
+      {"ctxembed_format", "name", "max_tokens", "tokenizer", "weights",
+       "embedding", "encoder", "pooling", "sif", "projection", "normalize",
+       "towers", "comparator", "precision"}));
   CTXEMBED_RETURN_IF_ERROR(top.Int("ctxembed_format", true, kFormatVersion,
                                    kFormatVersion, &config.format_version));
   CTXEMBED_RETURN_IF_ERROR(top.String("name", true, &config.name));
@@ -368,6 +370,11 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
   CTXEMBED_RETURN_IF_ERROR(ParseTokenizer(top, file, &config.tokenizer));
   CTXEMBED_RETURN_IF_ERROR(top.String("weights", false, &config.weights));
   CTXEMBED_RETURN_IF_ERROR(ParseTowers(top, file, &config));
+  CTXEMBED_RETURN_IF_ERROR(ReadEnum(top, "precision", false, "precision",
+                                    kPrecisions, &config.precision));
+  for (auto& [name, tower] : config.towers) {
+    for (RecurrentConfig& m : tower.encoder) m.precision = config.precision;
+  }
   return config;
 }
 
@@ -378,6 +385,9 @@ absl::string_view EmbeddingKindName(EmbeddingKind kind) {
 }
 absl::string_view ActivationName(Activation activation) {
   return NameOf(kActivations, activation);
+}
+absl::string_view PrecisionName(Precision precision) {
+  return NameOf(kPrecisions, precision);
 }
 absl::string_view ComparatorOutputName(ComparatorOutput output) {
   return NameOf(kComparatorOutputs, output);

@@ -33,6 +33,7 @@ enum class ComparatorOutput { kIdentity, kSigmoid, kSoftmax };
 // The config.json spelling of each value (for messages and ListModels).
 absl::string_view EmbeddingKindName(EmbeddingKind kind);
 absl::string_view ActivationName(Activation activation);
+absl::string_view PrecisionName(Precision precision);
 absl::string_view ComparatorOutputName(ComparatorOutput output);
 
 // The word-vector layer (key "embedding").
@@ -96,6 +97,9 @@ struct ModelConfig {
   // dual encoder (key "towers").
   std::vector<std::pair<std::string, TowerConfig>> towers;
   std::optional<ComparatorConfig> comparator;
+  // "precision": "fp32" (default) or "bf16", the recurrent weights' (see
+  // Precision); also set in every tower's RecurrentConfig.
+  Precision precision = Precision::kFp32;
 
   // True if any part reads tensors from `weights`.
   bool NeedsWeights() const;

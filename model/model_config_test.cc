@@ -61,6 +61,31 @@ TEST(ModelConfigTest, ParsesEncodersAndDualTowers) {
   EXPECT_EQ(c->comparator->layers[0].activation, Activation::kRelu);
   EXPECT_EQ(c->comparator->output, ComparatorOutput::kSoftmax);
   EXPECT_TRUE(c->NeedsWeights());
+  EXPECT_EQ(c->precision, Precision::kFp32);
+  EXPECT_EQ(q.encoder[0].precision, Precision::kFp32);
+}
+
+TEST(ModelConfigTest, PrecisionReachesEveryEncoderModule) {
+  auto c = ParseModelConfig(
+      R"({"ctxembed_format": 1, "name": "m", "precision": "bf16",
+          "embedding": {"kind": "fasttext", "file": "v.bin"},
+          "encoder": [{"kind": "lstm", "prefix": "a", "input_size": 4,
+                       "hidden_size": 2, "bidirectional": true},
+                      {"kind": "gru", "prefix": "b", "input_size": 4,
+                       "hidden_size": 4}]})",
+      "config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->precision, Precision::kBf16);
+  for (const RecurrentConfig& m : c->towers[0].second.encoder) {
+    EXPECT_EQ(m.precision, Precision::kBf16) << m.prefix;
+  }
+  auto bad = ParseModelConfig(
+      R"({"ctxembed_format": 1, "name": "m", "precision": "fp16",
+          "embedding": {"kind": "fasttext", "file": "v.bin"}})",
+      "config.json");
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("\"precision\": unknown precision \"fp16\"; known: "
+                        "fp32, bf16"));
 }
 
 TEST(ModelConfigTest, DefaultsOptionalKeys) {

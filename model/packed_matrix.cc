@@ -1,9 +1,36 @@
 #include "model/packed_matrix.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace ctxembed {
 
-PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels)
+float RoundToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
+                           Precision precision)
     : rows_(w.rows()), cols_(w.cols()), kernels_(&kernels) {
+  if (precision == Precision::kBf16) {
+    bf16_ = Bf16GemmIfSupported();
+    if (bf16_ != nullptr) {
+      const size_t bytes = bf16_->packed_bytes(rows_, cols_);
+      packed_.resize((bytes + 3) / 4);
+      bf16_->pack(w.data(), 1, w.outerStride(), rows_, cols_, packed_.data());
+      return;
+    }
+    // No AVX512_BF16: the same bf16 weights through the fp32 kernel.
+    const Eigen::MatrixXf rounded = w.unaryExpr(&RoundToBf16);
+    packed_.resize(kernels.packed_floats(rows_, cols_));
+    kernels.pack(rounded.data(), 1, rounded.outerStride(), rows_, cols_,
+                 packed_.data());
+    return;
+  }
   packed_.resize(kernels.packed_floats(rows_, cols_));
   // Column-major: element (r, c) at r + c * outerStride.
   kernels.pack(w.data(), 1, w.outerStride(), rows_, cols_, packed_.data());
@@ -14,6 +41,14 @@ void PackedMatrix::MultiplyAdd(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                Eigen::VectorXf& rhs_scratch) const {
   const Eigen::Index n = x.cols();
   if (n == 0 || rows_ == 0 || cols_ == 0) return;
+  if (bf16_ != nullptr) {
+    const size_t need = (bf16_->scratch_bytes(cols_, n) + 3) / 4;
+    if (static_cast<size_t>(rhs_scratch.size()) < need)
+      rhs_scratch.resize(need);
+    bf16_->gemm(packed_.data(), rows_, cols_, x.data(), x.outerStride(), n,
+                out.data(), out.outerStride(), rhs_scratch.data());
+    return;
+  }
   const size_t need = kernels_->gemm_scratch_floats(cols_, n);
   if (static_cast<size_t>(rhs_scratch.size()) < need) rhs_scratch.resize(need);
   kernels_->gemm(packed_.data(), rows_, cols_, x.data(), x.outerStride(), n,

@@ -11,18 +11,33 @@
 
 namespace ctxembed {
 
+// How weights are stored and multiplied (config.json "precision").
+//   kFp32: float32 throughout (the default).
+//   kBf16: weights rounded to bfloat16; with AVX512_BF16 the right-hand
+//     side is rounded too and VDPBF16PS sums the products in fp32 (half
+//     the weight memory, twice the multiply rate); without it the rounded
+//     weights are multiplied by the fp32 kernel. State and accumulation
+//     stay fp32 either way.
+enum class Precision { kFp32, kBf16 };
+
+// fp32 -> the nearest bfloat16, returned as fp32.
+float RoundToBf16(float x);
+
 // Immutable after construction; thread-safe (MultiplyAdd's scratch is the
-// caller's). Keeps the kernel table it was packed for: the packed layout
-// is that table's.
+// caller's). Keeps the kernel it was packed for: the packed layout is that
+// kernel's.
 class PackedMatrix {
  public:
   PackedMatrix() = default;
   explicit PackedMatrix(const Eigen::MatrixXf& w,
-                        const KernelTable& kernels = DefaultKernels());
+                        const KernelTable& kernels = DefaultKernels(),
+                        Precision precision = Precision::kFp32);
 
   Eigen::Index rows() const { return rows_; }
   Eigen::Index cols() const { return cols_; }
   const KernelTable& kernels() const { return *kernels_; }
+  // True if MultiplyAdd runs the bf16 kernel (AVX512_BF16).
+  bool uses_bf16_kernel() const { return bf16_ != nullptr; }
 
   // out += W * x, where x is [cols x n] and out is [rows x n], both
   // column-major with contiguous columns. `rhs_scratch` holds the packed x;
@@ -34,6 +49,7 @@ class PackedMatrix {
  private:
   Eigen::Index rows_ = 0, cols_ = 0;
   const KernelTable* kernels_ = nullptr;
+  const Bf16Gemm* bf16_ = nullptr;  // set: packed_ holds bf16 pairs
   std::vector<float> packed_;
 };
 

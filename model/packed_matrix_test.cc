@@ -34,5 +34,44 @@ TEST(PackedMatrixTest, EqualsEigensProductForManyShapesOnEveryLevel) {
   }
 }
 
+// bf16: the weights (and, on the AVX512_BF16 kernel, x) rounded to
+// bfloat16, the products summed in fp32: equal to Eigen's product of the
+// rounded matrices up to summation order.
+TEST(PackedMatrixTest, Bf16EqualsTheProductOfRoundedMatrices) {
+  const bool kernel = Bf16GemmIfSupported() != nullptr;
+  Eigen::VectorXf scratch;
+  for (int rows : {1, 31, 32, 33, 148, 1024}) {
+    for (int depth : {1, 2, 5, 37, 256}) {
+      for (int n : {1, 3, 12, 13, 32, 700}) {
+        const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, depth);
+        const PackedMatrix packed(w, DefaultKernels(), Precision::kBf16);
+        EXPECT_EQ(packed.uses_bf16_kernel(), kernel);
+        Eigen::MatrixXf x_store = Eigen::MatrixXf::Random(depth + 1, n + 1);
+        Eigen::MatrixXf out = Eigen::MatrixXf::Random(rows + 1, n + 1);
+        Eigen::MatrixXf want = out;
+        const Eigen::MatrixXf w16 = w.unaryExpr(&RoundToBf16);
+        Eigen::MatrixXf x = x_store.topLeftCorner(depth, n);
+        if (kernel) x = x.unaryExpr(&RoundToBf16).eval();
+        want.topLeftCorner(rows, n) += w16 * x;
+        packed.MultiplyAdd(x_store.topLeftCorner(depth, n),
+                           out.topLeftCorner(rows, n), scratch);
+        EXPECT_LE((out - want).cwiseAbs().maxCoeff(), 1e-5f * depth)
+            << rows << "x" << depth << " * " << n;
+        EXPECT_EQ(out.rightCols(1), want.rightCols(1));
+        EXPECT_EQ(out.bottomRows(1), want.bottomRows(1));
+      }
+    }
+  }
+}
+
+TEST(PackedMatrixTest, RoundToBf16RoundsToNearestEven) {
+  EXPECT_EQ(RoundToBf16(1.0f), 1.0f);
+  EXPECT_EQ(RoundToBf16(-2.5f), -2.5f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to even (1).
+  EXPECT_EQ(RoundToBf16(1.0f + 1.0f / 256), 1.0f);
+  EXPECT_EQ(RoundToBf16(1.0f + 3.0f / 256), 1.0f + 1.0f / 64);
+  EXPECT_EQ(RoundToBf16(1.0f + 1.0f / 128 + 1e-6f), 1.0f + 1.0f / 128);
+}
+
 }  // namespace
 }  // namespace ctxembed

@@ -50,8 +50,10 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
                               weights.ReadVector(p + "bias_ih" + suffix, GH));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b_hh,
                               weights.ReadVector(p + "bias_hh" + suffix, GH));
-    layer.w_ih[d] = PackedMatrix(Eigen::MatrixXf(w_ih), kernels_);
-    layer.w_hh[d] = PackedMatrix(Eigen::MatrixXf(w_hh), kernels_);
+    layer.w_ih[d] =
+        PackedMatrix(Eigen::MatrixXf(w_ih), kernels_, config_.precision);
+    layer.w_hh[d] =
+        PackedMatrix(Eigen::MatrixXf(w_hh), kernels_, config_.precision);
     if (lstm_) {
       layer.b_in.segment(d * GH, GH) = b_ih + b_hh;
     } else {

@@ -30,6 +30,9 @@ struct RecurrentConfig {
   bool bidirectional = false;
   // Add the module's input to its output (needs input_size == output size).
   bool residual = false;
+  // The model's "precision" (config.json, top level): how W_ih and W_hh are
+  // stored and multiplied.
+  Precision precision = Precision::kFp32;
 };
 
 // Per-thread buffers for RecurrentModule::Forward; they grow to the largest

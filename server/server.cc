@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "model/kernels.h"
 #include "model/status_macros.h"
 #include "scheduling/clock.h"
 #include "server/log.h"
@@ -131,7 +132,13 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   LogInfo("loaded model \"", model->name(), "\" from ", model_dir, ": ",
           model->architecture(), ", dim ", model->dim(), ", ",
           model->word_vectors().vocab_size(), " words (",
-          model->word_vectors().format(), "), in ", seconds, " s");
+          model->word_vectors().format(), "), in ", seconds, " s",
+          model->config().precision == Precision::kBf16
+              ? (Bf16GemmIfSupported() != nullptr
+                     ? "; bf16 weights, bf16 kernel (AVX512_BF16)"
+                     : "; bf16 weights on the fp32 kernel (this CPU has no "
+                       "AVX512_BF16)")
+              : "");
   return absl::OkStatus();
 }
 

@@ -28,7 +28,7 @@ def main(objects):
             kind, name = parts[1], parts[2]
             if kind.islower() and kind not in "uvw":
                 continue  # local to the object
-            if re.fullmatch(r"ctxembed::kernels_\w+::kTable", name) and kind in "DR":
+            if re.fullmatch(r"ctxembed::kernels_\w+::k(Table|Gemm)", name) and kind in "DR":
                 tables += 1
                 continue
             bad.append("%s: %s %s" % (obj, kind, name))

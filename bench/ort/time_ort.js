@@ -1,13 +1,17 @@
 // Times one ONNX model in ONNX Runtime (CPU) for bench/compare_torch.py:
-//   node time_ort.js MODEL.onnx BATCH TOKENS MIN_SECONDS THREADS
+//   node time_ort.js MODEL.onnx BATCH TOKENS MIN_SECONDS THREADS [LENGTHS]
 // Input "ids" int64 [batch, tokens]; prints {"ms_per_batch": median} as JSON.
+// With LENGTHS (comma-separated, one per sentence; TOKENS is their maximum)
+// the model is compare_torch.py's masked one: inputs "ids" (padded),
+// "rev_ids" (each sentence's ids reversed, padded) and "mask" (float).
 // Settings: its best on this machine for one request at a time: all graph
 // optimizations, sequential execution, THREADS intra-op threads.
 'use strict';
 const ort = require('onnxruntime-node');
 
 async function main() {
-  const [model, batch, tokens, minSeconds, threads] = process.argv.slice(2);
+  const [model, batch, tokens, minSeconds, threads, lengthList] =
+      process.argv.slice(2);
   const session = await ort.InferenceSession.create(model, {
     intraOpNumThreads: Number(threads),
     interOpNumThreads: 1,
@@ -18,6 +22,22 @@ async function main() {
   const ids = new BigInt64Array(n);
   for (let i = 0; i < n; ++i) ids[i] = BigInt(1 + ((i * 7919) % 999));
   const feeds = {ids: new ort.Tensor('int64', ids, [b, t])};
+  if (lengthList) {
+    const lengths = lengthList.split(',').map(Number);
+    const rev = new BigInt64Array(n), mask = new Float32Array(n);
+    ids.fill(0n);
+    for (let i = 0; i < b; ++i) {
+      for (let j = 0; j < lengths[i]; ++j) {
+        ids[i * t + j] = BigInt(1 + (((i * t + j) * 7919) % 999));
+        mask[i * t + j] = 1;
+      }
+      for (let j = 0; j < lengths[i]; ++j) {
+        rev[i * t + j] = ids[i * t + lengths[i] - 1 - j];
+      }
+    }
+    feeds.rev_ids = new ort.Tensor('int64', rev, [b, t]);
+    feeds.mask = new ort.Tensor('float32', mask, [b, t]);
+  }
   for (let i = 0; i < 3; ++i) await session.run(feeds);
   const times = [];
   const begin = process.hrtime.bigint();
