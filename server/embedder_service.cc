@@ -452,7 +452,39 @@ class EmbedStreamReactor
   bool grpc_done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A stream refused before it starts (no valid API key).
+class RefusedStream
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  RefusedStream(const absl::Status& status, ServerMetrics* metrics)
+      : metrics_(metrics), code_(status.code()), start_(SteadyClock::now()) {
+    Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override {
+    metrics_->RecordRequest(Method::kEmbedStream, code_, SecondsSince(start_));
+    delete this;
+  }
+
+ private:
+  ServerMetrics* const metrics_;
+  const absl::StatusCode code_;
+  const SteadyClock::time_point start_;
+};
+
 }  // namespace
+
+absl::Status EmbedderService::Authenticate(
+    grpc::CallbackServerContext* context) {
+  if (api_keys_ == nullptr) return absl::OkStatus();
+  std::optional<absl::string_view> authorization;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
+  }
+  absl::Status status = api_keys_->Check(authorization);
+  if (!status.ok()) metrics_->RecordRejected("", "unauthenticated");
+  return status;
+}
 
 template <typename Request, typename Response, typename Call>
 grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
@@ -463,7 +495,8 @@ grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
   Request request;
   Response response;
   CallStats stats;
-  absl::Status status = ParseRequest(*in, &request);
+  absl::Status status = Authenticate(context);
+  if (status.ok()) status = ParseRequest(*in, &request);
   if (status.ok()) status = call(request, &response, &stats);
   if (status.ok()) {
     SerializeResponse(response, out);
@@ -484,7 +517,8 @@ grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
   auto* call =
       new BatchedCall<v1::EmbedRequest, Response>(method, metrics_, out);
   CallStats stats;
-  absl::Status parsed = ParseRequest(*in, &call->request);
+  absl::Status parsed = Authenticate(context);
+  if (parsed.ok()) parsed = ParseRequest(*in, &call->request);
   absl::StatusOr<PreparedEmbed> prepared =
       parsed.ok() ? handler_->Prepare(call->request, kind, &stats)
                   : absl::StatusOr<PreparedEmbed>(parsed);
@@ -517,6 +551,9 @@ grpc::ServerUnaryReactor* EmbedderService::EmbedTokens(
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 EmbedderService::EmbedStream(grpc::CallbackServerContext* context) {
+  if (absl::Status status = Authenticate(context); !status.ok()) {
+    return new RefusedStream(status, metrics_);
+  }
   return new EmbedStreamReactor(handler_, metrics_, max_stream_inflight_,
                                 context);
 }
@@ -527,7 +564,8 @@ grpc::ServerUnaryReactor* EmbedderService::Score(
   auto* call = new BatchedCall<v1::ScoreRequest, v1::ScoreResponse>(
       Method::kScore, metrics_, response);
   CallStats stats;
-  absl::Status parsed = ParseRequest(*request, &call->request);
+  absl::Status parsed = Authenticate(context);
+  if (parsed.ok()) parsed = ParseRequest(*request, &call->request);
   absl::StatusOr<PreparedScore> prepared =
       parsed.ok() ? handler_->PrepareScore(call->request, &stats)
                   : absl::StatusOr<PreparedScore>(parsed);

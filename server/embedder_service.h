@@ -6,6 +6,7 @@
 
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "inference/request_handler.h"
+#include "server/api_keys.h"
 #include "server/metrics.h"
 
 namespace ctxembed {
@@ -27,11 +28,14 @@ using RawEmbedderService = v1::Embedder::WithRawCallbackMethod_Embed<
 // one); Score, Tokenize and ListModels run on gRPC's callback threads.
 class EmbedderService final : public RawEmbedderService {
  public:
+  // With `api_keys` (may be null: no keys needed), every call must carry a
+  // valid key; `api_keys` must outlive the service.
   EmbedderService(const RequestHandler* handler, ServerMetrics* metrics,
-                  int max_stream_inflight)
+                  int max_stream_inflight, ApiKeys* api_keys = nullptr)
       : handler_(handler),
         metrics_(metrics),
-        max_stream_inflight_(max_stream_inflight) {}
+        max_stream_inflight_(max_stream_inflight),
+        api_keys_(api_keys) {}
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -66,9 +70,14 @@ class EmbedderService final : public RawEmbedderService {
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out);
 
+  // OK, or UNAUTHENTICATED (counted) if API keys are on and the call has no
+  // valid one.
+  absl::Status Authenticate(grpc::CallbackServerContext* context);
+
   const RequestHandler* const handler_;
   ServerMetrics* const metrics_;
   const int max_stream_inflight_;
+  ApiKeys* const api_keys_;
 };
 
 }  // namespace ctxembed

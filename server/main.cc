@@ -32,6 +32,19 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
 ABSL_FLAG(std::vector<std::string>, model_dir, {},
           "model directories (comma-separated); the first is the default "
           "model");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve gRPC over TLS (re-read on change)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of the certificate");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: require client certificates it signed (mTLS)");
+ABSL_FLAG(int, tls_refresh_interval_s, 10,
+          "how often the TLS files are checked for changes");
+ABSL_FLAG(std::string, health_address, "",
+          "host:port serving only grpc.health.v1.Health in plaintext (for "
+          "probes when TLS is on); empty: none");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "file of API keys (one per line, or sha256:<hex>); clients send "
+          "\"authorization: Bearer <key>\"; re-read on change");
 ABSL_FLAG(std::string, cpu_isa, "auto",
           "encoder kernels to run: auto (the best this CPU runs), v2, v3 or "
           "v4 (x86-64 levels), generic");
@@ -141,6 +154,12 @@ int main(int argc, char** argv) {
   options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
   options.max_connection_age_grace_ms =
       absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls.refresh_interval_s = absl::GetFlag(FLAGS_tls_refresh_interval_s);
+  options.health_address = absl::GetFlag(FLAGS_health_address);
+  options.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
 
   auto server = ctxembed::EmbeddingServer::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
@@ -156,8 +175,14 @@ int main(int argc, char** argv) {
       "kernels ", ctxembed::KernelsLevelName(ctxembed::DefaultKernels()),
       " (--cpu_isa=", absl::GetFlag(FLAGS_cpu_isa), "); this CPU is ",
       ctxembed::CpuIsa(), "; built for ", ctxembed::BuildIsa());
-  ctxembed::LogInfo("ready: grpc_port=", (*server)->grpc_port(),
-                    " metrics_port=", (*server)->metrics_port());
+  ctxembed::LogInfo(
+      "ready: grpc_port=", (*server)->grpc_port(),
+      " metrics_port=", (*server)->metrics_port(),
+      " health_port=", (*server)->health_port(),
+      options.tls.cert_file.empty()
+          ? " plaintext"
+          : (options.tls.client_ca_file.empty() ? " tls" : " mtls"),
+      options.api_keys_file.empty() ? "" : " api_keys");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

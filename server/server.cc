@@ -45,18 +45,35 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
 
 }  // namespace
 
-EmbeddingServer::EmbeddingServer(const Options& options)
+EmbeddingServer::EmbeddingServer(const Options& options,
+                                 std::unique_ptr<ApiKeys> api_keys)
     : options_(options),
       registry_(std::make_shared<prometheus::Registry>()),
       metrics_(registry_.get()),
       handler_({.max_inputs_per_request = options.max_inputs_per_request},
                &models_),
-      service_(&handler_, &metrics_, options.max_stream_inflight) {}
+      api_keys_(std::move(api_keys)),
+      service_(&handler_, &metrics_, options.max_stream_inflight,
+               api_keys_.get()) {}
 
 absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     const Options& options) {
   CTXEMBED_RETURN_IF_ERROR(ValidateOptions(options));
-  std::unique_ptr<EmbeddingServer> s(new EmbeddingServer(options));
+  CTXEMBED_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> credentials,
+      ServerCredentials(options.tls));
+  std::unique_ptr<ApiKeys> api_keys;
+  if (!options.api_keys_file.empty()) {
+    absl::StatusOr<std::unique_ptr<ApiKeys>> keys =
+        ApiKeys::Load(options.api_keys_file);
+    if (!keys.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--api_keys_file: ", keys.status().message()));
+    }
+    api_keys = *std::move(keys);
+  }
+  std::unique_ptr<EmbeddingServer> s(
+      new EmbeddingServer(options, std::move(api_keys)));
   CTXEMBED_ASSIGN_OR_RETURN(
       s->scheduler_,
       Scheduler::Create({.num_workers = options.num_batch_workers}));
@@ -73,8 +90,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address,
-                           grpc::InsecureServerCredentials(), &s->grpc_port_);
+  builder.AddListeningPort(options.grpc_address, credentials, &s->grpc_port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   // Behind a Service, long-lived HTTP/2 connections pin clients to pods;
   // closing them after a while (with a grace for calls in flight) makes
@@ -92,6 +108,20 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
   if (s->server_ == nullptr || s->grpc_port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve gRPC on ", options.grpc_address));
+  }
+  if (!options.health_address.empty()) {
+    // Only the standard health service (enabled above for every server),
+    // in plaintext: Kubernetes' gRPC probes cannot speak TLS.
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_address,
+                            grpc::InsecureServerCredentials(),
+                            &s->health_port_);
+    s->health_server_ = health.BuildAndStart();
+    if (s->health_server_ == nullptr || s->health_port_ == 0) {
+      s->server_->Shutdown();
+      return absl::UnavailableError(absl::StrCat(
+          "cannot serve health checks on ", options.health_address));
+    }
   }
   s->SetServing(false);
   return s;
@@ -143,10 +173,13 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
 }
 
 void EmbeddingServer::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus("", serving);
-  health->SetServingStatus(kServiceName, serving);
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+    if (health == nullptr) continue;
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
 }
 
 void EmbeddingServer::Shutdown() {
@@ -161,6 +194,11 @@ void EmbeddingServer::Shutdown() {
   }
   // After this, health answers NOT_SERVING and ignores further updates.
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  if (health_server_ != nullptr) {
+    if (auto* health = health_server_->GetHealthCheckService()) {
+      health->Shutdown();
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(options_.drain_timeout_ms);
   // Batchers drain in parallel (on the shared workers), sharing one
@@ -181,6 +219,10 @@ void EmbeddingServer::Shutdown() {
                              std::chrono::steady_clock::duration::zero());
   server_->Shutdown(std::chrono::system_clock::now() + left);
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
   MutexLock lock(&mu_);
   stopped_ = true;
   stopped_cv_.SignalAll();

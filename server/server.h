@@ -16,8 +16,10 @@
 #include "inference/model_registry.h"
 #include "inference/request_handler.h"
 #include "scheduling/scheduler.h"
+#include "server/api_keys.h"
 #include "server/embedder_service.h"
 #include "server/metrics.h"
+#include "server/tls.h"
 
 namespace ctxembed {
 
@@ -54,6 +56,14 @@ class EmbeddingServer {
     // flight get max_connection_age_grace_ms to finish.
     int64_t max_connection_age_ms = 0;
     int64_t max_connection_age_grace_ms = 20000;
+    // TLS (and mTLS) on the gRPC port; plaintext unless a cert is named.
+    TlsOptions tls;
+    // host:port serving only grpc.health.v1.Health, in plaintext, for
+    // probes that cannot speak TLS; "" serves none.
+    std::string health_address;
+    // A file of API keys (see ApiKeys); "" requires none. Health is always
+    // open; metrics are on their own port.
+    std::string api_keys_file;
   };
 
   // Binds the ports and starts serving with health NOT_SERVING (calls get
@@ -77,12 +87,14 @@ class EmbeddingServer {
   void Shutdown();
 
   int grpc_port() const { return grpc_port_; }
+  // 0 when no separate health port is served.
+  int health_port() const { return health_port_; }
   // 0 when no metrics endpoint is served.
   int metrics_port() const;
   prometheus::Registry& registry() { return *registry_; }
 
  private:
-  explicit EmbeddingServer(const Options& options);
+  EmbeddingServer(const Options& options, std::unique_ptr<ApiKeys> api_keys);
 
   // Constant after Start.
   const Options options_;
@@ -92,9 +104,12 @@ class EmbeddingServer {
   std::shared_ptr<Scheduler> scheduler_;  // shared by every model's batcher
   ModelRegistry models_;
   RequestHandler handler_;
+  const std::unique_ptr<ApiKeys> api_keys_;  // null: no keys required
   EmbedderService service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;  // --health_address
   int grpc_port_ = 0;
+  int health_port_ = 0;
 
   Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown has begun

@@ -87,9 +87,11 @@ class Server:
             if not line:
                 raise RuntimeError("server exited early:\n" + "".join(self.log))
             self.log.append(line)
-            m = re.search(r"ready: grpc_port=(\d+) metrics_port=(\d+)", line)
+            m = re.search(r"ready: grpc_port=(\d+) metrics_port=(\d+)"
+                          r"(?: health_port=(\d+))?", line)
             if m:
                 self.grpc_port, self.metrics_port = int(m[1]), int(m[2])
+                self.health_port = int(m[3] or 0)
                 return
         raise RuntimeError("server not ready in time:\n" + "".join(self.log))
 
