@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -27,11 +28,25 @@ class ByteReader {
   const std::string& file_name() const { return file_name_; }
 
   // Copies sizeof(T) bytes into *out. `what` names the field for errors.
+  // (Not for bool: a byte other than 0 or 1 is no bool; see ReadBool.)
   template <typename T>
   absl::Status Read(T* out, absl::string_view what) {
+    static_assert(!std::is_same_v<T, bool>, "use ReadBool");
     if (remaining() < sizeof(T)) return Truncated(what, sizeof(T));
     std::memcpy(out, data_.data() + offset_, sizeof(T));
     offset_ += sizeof(T);
+    return absl::OkStatus();
+  }
+
+  // A one-byte flag, 0 or 1 (an error names any other value).
+  absl::Status ReadBool(bool* out, absl::string_view what) {
+    uint8_t byte = 0;
+    if (absl::Status s = Read(&byte, what); !s.ok()) return s;
+    if (byte > 1) {
+      offset_ -= 1;
+      return Error(absl::StrCat(what, " is ", byte, "; expected 0 or 1"));
+    }
+    *out = byte == 1;
     return absl::OkStatus();
   }
 

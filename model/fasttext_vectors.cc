@@ -175,7 +175,7 @@ absl::Status FastTextVectors::ParsePruneIndex(ByteReader& in,
 
 absl::Status FastTextVectors::ParseMatrices(ByteReader& in) {
   bool quant_input = false;
-  CTXEMBED_RETURN_IF_ERROR(in.Read(&quant_input, "the quant_input flag"));
+  CTXEMBED_RETURN_IF_ERROR(in.ReadBool(&quant_input, "the quant_input flag"));
   if (quant_input) {
     return in.Error(
         "quantized model (.ftz); ctxembed needs the dense .bin model");
@@ -207,7 +207,7 @@ absl::Status FastTextVectors::ParseMatrices(ByteReader& in) {
   // there is still a broken file.
   bool quant_output = false;
   int64_t out_rows = 0;
-  CTXEMBED_RETURN_IF_ERROR(in.Read(&quant_output, "the qout flag"));
+  CTXEMBED_RETURN_IF_ERROR(in.ReadBool(&quant_output, "the qout flag"));
   CTXEMBED_RETURN_IF_ERROR(
       ReadMatrixShape(in, "output matrix", args_.dim, &out_rows));
   CTXEMBED_RETURN_IF_ERROR(

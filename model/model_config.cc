@@ -411,6 +411,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   } catch (const Json::parse_error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         file_name, ": invalid JSON at byte ", e.byte, ": ", e.what()));
+  } catch (const Json::exception& e) {
+    // Not a syntax error but still no JSON we can hold: a number out of
+    // range (1e400), for one.
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name, ": invalid JSON: ", e.what()));
   }
   return ParseTop(json, file_name);
 }

@@ -107,6 +107,7 @@ struct BadCase {
 TEST(ModelConfigTest, ErrorsNameTheFileAndTheKey) {
   const BadCase cases[] = {
       {"{", "invalid JSON at byte 2"},
+      {"1e1111", "invalid JSON: [json.exception.out_of_range.406]"},
       {"[]", "expected a JSON object"},
       {R"({"name": "m", "embedding": {"kind": "fasttext", "file": "v"}})",
        "\"ctxembed_format\": required key is missing"},

@@ -13,12 +13,13 @@ packages=(
   libprotobuf-dev protobuf-compiler libeigen3-dev libabsl-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
-  # the lock analysis, formatting and the fuzzers (clang)
-  clang clang-format
+  libssl-dev
+  # the lock analysis, formatting and the fuzzers (clang, libFuzzer)
+  clang clang-format libclang-rt-14-dev
   # tests, tools and the default model
   python3 python3-grpcio python3-protobuf python3-numpy python3-fasttext
   python3-torch libopenblas0-pthread grpc-proto fasttext wordnet-base
-  prometheus curl yamllint
+  prometheus curl yamllint openssl
 )
 # Node.js validates the Kubernetes manifests (npm package kubernetes-models);
 # a machine that already has node (and npm) keeps its own.

@@ -6,7 +6,8 @@
 # on (build-asan/; ccache makes the second build cheap after the first).
 # That pass includes the stream stress test (e2e_test). Then the scheduler's
 # tests under ThreadSanitizer (build-tsan/), the lock annotations checked by
-# clang's -Wthread-safety (build-clang/), and the formatting by clang-format.
+# clang's -Wthread-safety (build-clang/), a short run of every fuzzer
+# (build-fuzz/), and the formatting by clang-format.
 # Extra arguments go to the first ctest run (e.g. -R golden).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,16 @@ configure build-clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
   -DCTXEMBED_BUILD_BENCH=OFF -DCTXEMBED_BUILD_TESTS=OFF
 cmake --build build-clang -j"$(nproc)" --target ctxembed-server ctxembed-cli > /dev/null
 echo "clang -Wthread-safety: clean"
+
+# libFuzzer: every parser of untrusted bytes for a few seconds each, from
+# the seeds and every past reproducer (tests/fuzz/run.sh; docs/fuzzing.md).
+configure build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+  -DCTXEMBED_BUILD_TESTS=OFF -DCTXEMBED_BUILD_BENCH=OFF -DCTXEMBED_FUZZ=ON
+fuzzers=(fasttext_bin vec_text word2vec_bin word_vectors safetensors config
+         tokenizer request)
+cmake --build build-fuzz -j"$(nproc)" --target "${fuzzers[@]/%/_fuzzer}" > /dev/null
+tests/fuzz/run.sh 5 build-fuzz
 
 # Formatting (.clang-format: Google style).
 git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror

@@ -19,6 +19,9 @@ const files = [];
 
 function modulePath(apiVersion) {
   if (apiVersion === "v1") return "kubernetes-models/v1";
+  if (apiVersion.startsWith("cert-manager.io/")) {
+    return "@kubernetes-models/cert-manager/" + apiVersion;
+  }
   if (apiVersion.startsWith("monitoring.coreos.com/")) {
     return "@kubernetes-models/prometheus-operator/" + apiVersion;
   }

@@ -41,6 +41,36 @@ class DeployFilesTest(unittest.TestCase):
         # The image builds with tests and benchmarks off.
         self.assertEqual(subdirs - {"tests", "bench"} - copied, set())
 
+    def test_tls_overlay_is_consistent_with_the_base_and_the_flags(self):
+        with open(os.path.join(harness.SOURCE_DIR, "server", "main.cc")) as f:
+            flags = set(re.findall(r"ABSL_FLAG\([^,]+,\s*(\w+),", f.read()))
+        tls = os.path.join(DEPLOY, "k8s", "overlays", "tls")
+        base = load_yaml_docs(os.path.join(DEPLOY, "k8s", "base",
+                                           "deployment.yaml"))[0]
+        patch = load_yaml_docs(os.path.join(tls, "deployment-patch.yaml"))[0]
+        cert = load_yaml_docs(os.path.join(tls, "certificate.yaml"))[0]
+        container = patch["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"]
+               for e in base["spec"]["template"]["spec"]["containers"][0]["env"]
+               + container["env"]}
+        for name in env:
+            self.assertIn(name[len("CTXEMBED_"):].lower(), flags, name)
+        health_port = int(env["CTXEMBED_HEALTH_ADDRESS"].rsplit(":", 1)[1])
+        self.assertIn({"name": "health", "containerPort": health_port,
+                       "protocol": "TCP"}, container["ports"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            self.assertEqual(container[probe]["grpc"]["port"], health_port)
+        volumes = {v["name"]: v for v in patch["spec"]["template"]["spec"]["volumes"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        self.assertEqual(set(mounts), set(volumes))
+        self.assertEqual(volumes["tls"]["secret"]["secretName"],
+                         cert["spec"]["secretName"])
+        # cert-manager's Secret keys, under the mount the flags name.
+        self.assertEqual(env["CTXEMBED_TLS_CERT_FILE"], mounts["tls"] + "/tls.crt")
+        self.assertEqual(env["CTXEMBED_TLS_KEY_FILE"], mounts["tls"] + "/tls.key")
+        self.assertTrue(env["CTXEMBED_API_KEYS_FILE"].startswith(
+            mounts["api-keys"] + "/"))
+
     def test_yamllint(self):
         r = run(["yamllint", "-c", os.path.join(DEPLOY, ".yamllint"),
                  os.path.join(DEPLOY, "k8s"), os.path.join(DEPLOY, "prometheus")])

@@ -1,0 +1,3 @@
+
+the dog
+catsg_d8
