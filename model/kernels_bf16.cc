@@ -4,7 +4,9 @@
 // -march=x86-64-v4 -mavx512bf16 (model/CMakeLists.txt); kernels.cc uses it
 // only on CPUs that report avx512bf16. Same isolation rules as
 // kernels_isa.cc: internal linkage only, no inline code shared with other
-// objects (the intrinsics are always inlined).
+// objects (the intrinsics are always inlined). Its blocking and driver
+// (Group, GroupOfWidth, Gemm) mirror kernels_isa.cc's on purpose: the two
+// objects may not share inline code, and the packed types differ.
 #include <immintrin.h>
 
 #include <cstddef>
