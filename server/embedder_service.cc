@@ -1,5 +1,6 @@
 #include "server/embedder_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -475,6 +476,27 @@ class RefusedStream
 
 absl::Status EmbedderService::Authenticate(
     grpc::CallbackServerContext* context) {
+  if (!allowed_subjects_.empty()) {
+    std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    bool allowed = false;
+    std::string subject;
+    for (const char* property :
+         {GRPC_X509_SUBJECT_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
+      for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+        const std::string v(value.data(), value.size());
+        if (subject.empty()) subject = v;
+        allowed = allowed ||
+                  std::find(allowed_subjects_.begin(), allowed_subjects_.end(),
+                            v) != allowed_subjects_.end();
+      }
+    }
+    if (!allowed) {
+      metrics_->RecordRejected("", "forbidden");
+      return absl::PermissionDeniedError(
+          absl::StrCat("client certificate subject \"", subject,
+                       "\" is not in --tls_allowed_subjects"));
+    }
+  }
   if (api_keys_ == nullptr) return absl::OkStatus();
   std::optional<absl::string_view> authorization;
   const auto& metadata = context->client_metadata();

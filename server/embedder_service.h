@@ -4,6 +4,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <string>
+#include <vector>
+
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "inference/request_handler.h"
 #include "server/api_keys.h"
@@ -30,12 +33,16 @@ class EmbedderService final : public RawEmbedderService {
  public:
   // With `api_keys` (may be null: no keys needed), every call must carry a
   // valid key; `api_keys` must outlive the service.
+  // With `allowed_subjects` (mutual TLS only), the client certificate's
+  // subject (RFC 2253, "CN=a,O=b") or common name must be one of them.
   EmbedderService(const RequestHandler* handler, ServerMetrics* metrics,
-                  int max_stream_inflight, ApiKeys* api_keys = nullptr)
+                  int max_stream_inflight, ApiKeys* api_keys = nullptr,
+                  std::vector<std::string> allowed_subjects = {})
       : handler_(handler),
         metrics_(metrics),
         max_stream_inflight_(max_stream_inflight),
-        api_keys_(api_keys) {}
+        api_keys_(api_keys),
+        allowed_subjects_(std::move(allowed_subjects)) {}
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -70,14 +77,16 @@ class EmbedderService final : public RawEmbedderService {
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out);
 
-  // OK, or UNAUTHENTICATED (counted) if API keys are on and the call has no
-  // valid one.
+  // OK; PERMISSION_DENIED (counted as "forbidden") for a client certificate
+  // whose subject is not allowed; UNAUTHENTICATED (counted) if API keys are
+  // on and the call has no valid one.
   absl::Status Authenticate(grpc::CallbackServerContext* context);
 
   const RequestHandler* const handler_;
   ServerMetrics* const metrics_;
   const int max_stream_inflight_;
   ApiKeys* const api_keys_;
+  const std::vector<std::string> allowed_subjects_;
 };
 
 }  // namespace ctxembed

@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "model/cpu_info.h"
 #include "model/kernels.h"
 #include "server/log.h"
@@ -37,6 +38,10 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of the certificate");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle: require client certificates it signed (mTLS)");
+ABSL_FLAG(std::string, tls_allowed_subjects, "",
+          "with --tls_client_ca_file: client certificate subjects "
+          "(\"CN=a,O=b\") or common names allowed, separated by ';'; empty: "
+          "any certificate the CA signed");
 ABSL_FLAG(int, tls_refresh_interval_s, 10,
           "how often the TLS files are checked for changes");
 ABSL_FLAG(std::string, health_address, "",
@@ -159,6 +164,8 @@ int main(int argc, char** argv) {
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.tls.refresh_interval_s = absl::GetFlag(FLAGS_tls_refresh_interval_s);
   options.health_address = absl::GetFlag(FLAGS_health_address);
+  options.tls_allowed_subjects = absl::StrSplit(
+      absl::GetFlag(FLAGS_tls_allowed_subjects), ';', absl::SkipWhitespace());
   options.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
 
   auto server = ctxembed::EmbeddingServer::Start(options);

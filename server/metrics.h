@@ -51,7 +51,9 @@ const char* MethodName(Method method);
 //   ctxembed_queue_capacity{model}                 gauge, max_queue_sentences
 //   ctxembed_rejected_total{model,reason}          counter: overloaded,
 //                                                  deadline, cancelled,
-//                                                  invalid, unavailable
+//                                                  invalid, unavailable,
+//                                                  unauthenticated, forbidden
+//                                                  (model "" for the last two)
 class ServerMetrics {
  public:
   explicit ServerMetrics(prometheus::Registry* registry);

@@ -35,6 +35,10 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
   if (o.drain_timeout_ms < 0) {
     return absl::InvalidArgumentError("drain_timeout_ms is negative");
   }
+  if (!o.tls_allowed_subjects.empty() && o.tls.client_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_allowed_subjects needs --tls_client_ca_file (mutual TLS)");
+  }
   if (o.max_stream_inflight < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_stream_inflight is ",
                                                    o.max_stream_inflight,
@@ -54,7 +58,7 @@ EmbeddingServer::EmbeddingServer(const Options& options,
                &models_),
       api_keys_(std::move(api_keys)),
       service_(&handler_, &metrics_, options.max_stream_inflight,
-               api_keys_.get()) {}
+               api_keys_.get(), options.tls_allowed_subjects) {}
 
 absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     const Options& options) {

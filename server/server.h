@@ -64,6 +64,9 @@ class EmbeddingServer {
     // A file of API keys (see ApiKeys); "" requires none. Health is always
     // open; metrics are on their own port.
     std::string api_keys_file;
+    // With mutual TLS: client certificate subjects ("CN=a,O=b") or common
+    // names allowed; empty allows every certificate the CA signed.
+    std::vector<std::string> tls_allowed_subjects;
   };
 
   // Binds the ports and starts serving with health NOT_SERVING (calls get

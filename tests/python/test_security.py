@@ -116,6 +116,31 @@ class TlsTest(unittest.TestCase):
         reply = self.embed(self.secure_stub(server.grpc_port, client=True))
         self.assertEqual(len(reply.embeddings[0].values), 8)
 
+    def test_allowed_subjects(self):
+        base = ["--tls_cert_file=" + self.path("server.pem"),
+                "--tls_key_file=" + self.path("server.key"),
+                "--tls_client_ca_file=" + self.path("ca.pem")]
+        for allowed, ok in (("CN=client one", True), ("x;client one", True),
+                            ("CN=client two;server one", False)):
+            with self.subTest(allowed=allowed):
+                server = harness.Server([SG_D8], *base,
+                                        "--tls_allowed_subjects=" + allowed)
+                self.addCleanup(server.close)
+                stub = self.secure_stub(server.grpc_port, client=True)
+                if ok:
+                    self.assertEqual(len(self.embed(stub).embeddings), 1)
+                    continue
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.embed(stub)
+                self.assertEqual(cm.exception.code(),
+                                 grpc.StatusCode.PERMISSION_DENIED)
+                self.assertIn('subject "CN=client one" is not in '
+                              '--tls_allowed_subjects', cm.exception.details())
+        code, err = harness.run_server_expecting_failure(
+            [SG_D8], "--tls_allowed_subjects=CN=x")
+        self.assertEqual(code, 1)
+        self.assertIn("--tls_allowed_subjects needs --tls_client_ca_file", err)
+
     def test_rotation_under_load_loses_no_call(self):
         work = tempfile.mkdtemp(prefix="ctxembed_rot_", dir=self.dir)
         for name in ("server.pem", "server.key"):
