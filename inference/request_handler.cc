@@ -42,35 +42,44 @@ absl::Status CheckUtf8(absl::string_view text, const InputLabel& label) {
   return absl::OkStatus();
 }
 
-// Tokenizes `text` into *tokens, enforcing UTF-8 and max_tokens.
-absl::Status TokenizeInput(const Model& model, absl::string_view text,
-                           bool truncate, const InputLabel& label,
-                           TokenList* tokens) {
+size_t MaxTokenBytes(const RequestHandler::Options& options) {
+  return options.max_token_bytes > 0
+             ? static_cast<size_t>(options.max_token_bytes)
+             : SIZE_MAX;
+}
+
+// Tokenizes `text` into *tokens, enforcing UTF-8, max_tokens (checked while
+// tokenizing: no more than max_tokens tokens are ever built) and
+// max_token_bytes (longer tokens are cut). Returns the text's full token
+// count.
+absl::StatusOr<size_t> TokenizeInput(const Model& model, absl::string_view text,
+                                     bool truncate, size_t max_token_bytes,
+                                     const InputLabel& label,
+                                     TokenList* tokens) {
   CTXEMBED_RETURN_IF_ERROR(CheckUtf8(text, label));
-  model.tokenizer().Tokenize(text, tokens);
   const size_t max = static_cast<size_t>(model.max_tokens());
-  if (tokens->size() > max) {
-    if (!truncate) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(label.ToString(), " has ", tokens->size(),
-                       " tokens; max_tokens of model \"", model.name(),
-                       "\" is ", max, " (set truncate to cut it)"));
-    }
-    tokens->resize(max);
+  const size_t count = model.tokenizer().Tokenize(
+      text, tokens, {.max_tokens = max, .max_token_bytes = max_token_bytes});
+  if (count > max && !truncate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        label.ToString(), " has ", count, " tokens; max_tokens of model \"",
+        model.name(), "\" is ", max, " (set truncate to cut it)"));
   }
-  return absl::OkStatus();
+  return count;
 }
 
 // Tokenizes every input into `sentences`; returns the token count.
 absl::StatusOr<int64_t> TokenizeAll(
     const Model& model,
     const google::protobuf::RepeatedPtrField<std::string>& inputs,
-    bool truncate, std::vector<TokenList>& sentences) {
+    bool truncate, size_t max_token_bytes, std::vector<TokenList>& sentences) {
   sentences.resize(inputs.size());
   int64_t tokens = 0;
   for (int i = 0; i < inputs.size(); ++i) {
-    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(
-        model, inputs[i], truncate, InputLabel{"input", i}, &sentences[i]));
+    CTXEMBED_RETURN_IF_ERROR(
+        TokenizeInput(model, inputs[i], truncate, max_token_bytes,
+                      InputLabel{"input", i}, &sentences[i])
+            .status());
     tokens += static_cast<int64_t>(sentences[i].size());
   }
   return tokens;
@@ -145,7 +154,7 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
   }
   CTXEMBED_ASSIGN_OR_RETURN(
       stats->tokens, TokenizeAll(*t.model, request.inputs(), request.truncate(),
-                                 prepared.sentences));
+                                 MaxTokenBytes(options_), prepared.sentences));
   return prepared;
 }
 
@@ -288,11 +297,15 @@ absl::StatusOr<PreparedScore> RequestHandler::PrepareScore(
   for (int i = 0; i < n; ++i) {
     const v1::Pair& pair = request.pairs(i);
     CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.a(), request.truncate(),
+                                           MaxTokenBytes(options_),
                                            InputLabel{"pair", i, " text a"},
-                                           &all[i]));
+                                           &all[i])
+                                 .status());
     CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.b(), request.truncate(),
+                                           MaxTokenBytes(options_),
                                            InputLabel{"pair", i, " text b"},
-                                           &all[n + i]));
+                                           &all[n + i])
+                                 .status());
     stats->tokens += static_cast<int64_t>(all[i].size() + all[n + i].size());
   }
   PreparedScore prepared;
@@ -366,13 +379,17 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
       request.inputs_size(), options_.max_inputs_per_request, "inputs"));
   TokenList tokens;
   for (int i = 0; i < request.inputs_size(); ++i) {
-    // Every token, even past max_tokens: it is how a client learns how long
-    // its text is.
-    CTXEMBED_RETURN_IF_ERROR(
-        CheckUtf8(request.inputs(i), InputLabel{"input", i}));
-    model->tokenizer().Tokenize(request.inputs(i), &tokens);
-    auto* out = response->add_results()->mutable_tokens();
-    for (std::string& token : tokens) out->Add(std::move(token));
+    // The limits of Embed: an input over max_tokens is refused unless the
+    // request truncates; token_count tells the whole text's length either
+    // way.
+    CTXEMBED_ASSIGN_OR_RETURN(
+        const size_t count,
+        TokenizeInput(*model, request.inputs(i), request.truncate(),
+                      MaxTokenBytes(options_), InputLabel{"input", i},
+                      &tokens));
+    v1::TokenList* result = response->add_results();
+    for (std::string& token : tokens) result->add_tokens(std::move(token));
+    result->set_token_count(static_cast<int64_t>(count));
     stats->tokens += static_cast<int64_t>(tokens.size());
   }
   response->set_model(model->name());

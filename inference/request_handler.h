@@ -44,6 +44,9 @@ class RequestHandler {
   struct Options {
     // Most inputs (or pairs, for Score) one request may carry.
     int max_inputs_per_request = 256;
+    // Longest token, in bytes; longer ones are cut (at a UTF-8 character
+    // boundary). Bounds subword work; 0: no bound.
+    int max_token_bytes = 1024;
   };
 
   RequestHandler(const Options& options, const ModelRegistry* registry)

@@ -3,6 +3,7 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -405,9 +406,25 @@ bool ModelConfig::NeedsWeights() const {
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
                                              absl::string_view file_name) {
+  // nlohmann keeps the last of duplicate keys silently; a config that says
+  // two things is refused instead.
+  std::vector<absl::flat_hash_set<std::string>> keys;  // one per open object
+  std::string duplicate;
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == Json::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == Json::parse_event_t::key && !keys.empty() &&
+               !keys.back().insert(parsed.get<std::string>()).second &&
+               duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   Json json;
   try {
-    json = Json::parse(json_text.begin(), json_text.end());
+    json = Json::parse(json_text.begin(), json_text.end(), callback);
   } catch (const Json::parse_error& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         file_name, ": invalid JSON at byte ", e.byte, ": ", e.what()));
@@ -416,6 +433,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
     // range (1e400), for one.
     return absl::InvalidArgumentError(
         absl::StrCat(file_name, ": invalid JSON: ", e.what()));
+  }
+  if (!duplicate.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_name, ": key \"", duplicate, "\" appears twice in one object"));
   }
   return ParseTop(json, file_name);
 }

@@ -108,6 +108,12 @@ TEST(ModelConfigTest, ErrorsNameTheFileAndTheKey) {
   const BadCase cases[] = {
       {"{", "invalid JSON at byte 2"},
       {"1e1111", "invalid JSON: [json.exception.out_of_range.406]"},
+      {R"({"ctxembed_format": 1, "name": "m", "name": "n",
+           "embedding": {"kind": "fasttext", "file": "v"}})",
+       "key \"name\" appears twice in one object"},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "embedding": {"kind": "fasttext", "file": "v", "file": "w"}})",
+       "key \"file\" appears twice in one object"},
       {"[]", "expected a JSON object"},
       {R"({"name": "m", "embedding": {"kind": "fasttext", "file": "v"}})",
        "\"ctxembed_format\": required key is missing"},

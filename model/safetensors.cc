@@ -87,8 +87,14 @@ absl::StatusOr<SafeTensors::TensorInfo> ParseEntry(const std::string& file,
       return Error(file, absl::StrCat(where, ": bad dimension ", d.dump()));
     }
     info.shape.push_back(d.get<int64_t>());
-    elements *= d.get<uint64_t>();
-    if (elements > (1ull << 40)) return Error(file, where + ": too large");
+    // Checked before multiplying: [2^40, 2^40] would wrap to 0 elements.
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim != 0 && elements > (1ull << 40) / dim) {
+      return Error(file,
+                   absl::StrCat(where, ": shape ", ShapeString(info.shape),
+                                " has more than 2^40 elements"));
+    }
+    elements *= dim;
   }
   const Json& offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 ||

@@ -99,6 +99,12 @@ TEST(SafeTensorsTest, RefusesMalformedFiles) {
        "bad dimension -1"},
       {File(R"({"a":{"dtype":"F32","shape":[2]}})", two),
        "needs dtype, shape and data_offsets"},
+      // 2^40 x 2^40 wraps to 0 elements in 64 bits: with empty data it was
+      // accepted, and reading it asked for 2^80 floats (std::bad_alloc).
+      {File(R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],)"
+            R"("data_offsets":[0,0]}})",
+            ""),
+       "shape [1099511627776, 1099511627776] has more than 2^40 elements"},
   };
   for (const Case& c : cases) {
     auto st = SafeTensors::Parse(c.file, "bad.safetensors");

@@ -46,13 +46,24 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(const Options& options) {
   return Tokenizer(options);
 }
 
-void Tokenizer::Tokenize(absl::string_view text,
-                         std::vector<std::string>* tokens) const {
+size_t Tokenizer::Tokenize(absl::string_view text,
+                           std::vector<std::string>* tokens,
+                           const Limits& limits) const {
   tokens->clear();
+  size_t count = 0;
   Split(text, [&](absl::string_view token) {
+    if (count++ >= limits.max_tokens) return;
+    if (token.size() > limits.max_token_bytes) {
+      size_t end = limits.max_token_bytes;
+      // Back to the start of the character the cut would split.
+      while (end > 0 && (static_cast<unsigned char>(token[end]) & 0xC0) == 0x80)
+        --end;
+      token = token.substr(0, end);
+    }
     tokens->emplace_back(token);
     if (options_.lowercase) absl::AsciiStrToLower(&tokens->back());
   });
+  return count;
 }
 
 size_t Tokenizer::CountTokens(absl::string_view text) const {

@@ -2,6 +2,7 @@
 #ifndef CTXEMBED_MODEL_TOKENIZER_H_
 #define CTXEMBED_MODEL_TOKENIZER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,23 @@ class Tokenizer {
   // INVALID_ARGUMENT for an unknown kind.
   static absl::StatusOr<Tokenizer> Create(const Options& options);
 
-  // Appends the tokens of `text` to *tokens (cleared first).
-  void Tokenize(absl::string_view text, std::vector<std::string>* tokens) const;
+  // Bounds on what Tokenize builds, so that a huge input costs no more
+  // than the limits: at most `max_tokens` tokens are kept, each cut to at
+  // most `max_token_bytes` bytes (at a UTF-8 character boundary).
+  struct Limits {
+    size_t max_tokens = SIZE_MAX;
+    size_t max_token_bytes = SIZE_MAX;
+  };
+
+  // Appends the tokens of `text` to *tokens (cleared first), within
+  // `limits`. Returns how many tokens the whole text has (counted, not
+  // built, past max_tokens).
+  size_t Tokenize(absl::string_view text, std::vector<std::string>* tokens,
+                  const Limits& limits) const;
+  void Tokenize(absl::string_view text,
+                std::vector<std::string>* tokens) const {
+    Tokenize(text, tokens, Limits());
+  }
   // Number of tokens of `text`, without building them.
   size_t CountTokens(absl::string_view text) const;
 

@@ -60,5 +60,26 @@ TEST(TokenizerTest, RejectsUnknownKind) {
   EXPECT_THAT(t.status().ToString(), ::testing::HasSubstr("bpe"));
 }
 
+TEST(TokenizerTest, LimitsBoundWhatIsBuilt) {
+  auto t = Tokenizer::Create({.kind = "words_and_punct", .lowercase = true});
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> tokens;
+  // Only the first max_tokens are built; the count covers the whole text.
+  EXPECT_EQ(t->Tokenize("A b, c d e", &tokens, {.max_tokens = 2}), 6u);
+  EXPECT_THAT(tokens, ElementsAre("a", "b"));
+  EXPECT_EQ(t->Tokenize("a b", &tokens, {.max_tokens = 0}), 2u);
+  EXPECT_TRUE(tokens.empty());
+  // Long tokens are cut at a character boundary: "é" is 2 bytes, so 4
+  // bytes of "ééé" keep 2 characters and 5 bytes keep 2 as well.
+  EXPECT_EQ(t->Tokenize("\xc3\xa9\xc3\xa9\xc3\xa9 xy", &tokens,
+                        {.max_token_bytes = 5}),
+            2u);
+  EXPECT_THAT(tokens, ElementsAre("\xc3\xa9\xc3\xa9", "xy"));
+  EXPECT_EQ(t->Tokenize(std::string(1 << 20, 'W'), &tokens,
+                        {.max_token_bytes = 1024}),
+            1u);
+  EXPECT_EQ(tokens[0], std::string(1024, 'w'));
+}
+
 }  // namespace
 }  // namespace ctxembed

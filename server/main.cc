@@ -55,6 +55,9 @@ ABSL_FLAG(std::string, cpu_isa, "auto",
           "v4 (x86-64 levels), generic");
 ABSL_FLAG(int, max_inputs_per_request, 256,
           "most inputs (or pairs) one request may carry");
+ABSL_FLAG(int, max_token_bytes, 1024,
+          "longest token in bytes; longer tokens are cut at a character "
+          "boundary (bounds subword work); 0: no bound");
 ABSL_FLAG(int, max_message_bytes, 64 << 20,
           "largest gRPC request or response message, in bytes");
 ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
@@ -146,6 +149,7 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
   options.batching = absl::GetFlag(FLAGS_batching);
   options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);

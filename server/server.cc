@@ -27,6 +27,9 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
                                                    o.max_inputs_per_request,
                                                    "; it must be at least 1"));
   }
+  if (o.max_token_bytes < 0) {
+    return absl::InvalidArgumentError("max_token_bytes is negative");
+  }
   if (o.max_message_bytes < 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes is ", o.max_message_bytes,
@@ -54,7 +57,8 @@ EmbeddingServer::EmbeddingServer(const Options& options,
     : options_(options),
       registry_(std::make_shared<prometheus::Registry>()),
       metrics_(registry_.get()),
-      handler_({.max_inputs_per_request = options.max_inputs_per_request},
+      handler_({.max_inputs_per_request = options.max_inputs_per_request,
+                .max_token_bytes = options.max_token_bytes},
                &models_),
       api_keys_(std::move(api_keys)),
       service_(&handler_, &metrics_, options.max_stream_inflight,
@@ -96,6 +100,11 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.grpc_address, credentials, &s->grpc_port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // Compressed requests are refused (UNIMPLEMENTED, before any inflating):
+  // a 50 KB gzip body can inflate to gigabytes before the size limit is
+  // applied, and embedding requests are small text that gains little.
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
   // Behind a Service, long-lived HTTP/2 connections pin clients to pods;
   // closing them after a while (with a grace for calls in flight) makes
   // clients reconnect and spread over new pods.

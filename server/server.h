@@ -34,6 +34,8 @@ class EmbeddingServer {
     std::string metrics_address = "127.0.0.1:9464";
     // Most inputs (or pairs) one request may carry.
     int max_inputs_per_request = 256;
+    // Longest token in bytes; longer ones are cut (0: no bound).
+    int max_token_bytes = 1024;
     // Largest request or response message, in bytes.
     int max_message_bytes = 64 << 20;
     // How long Shutdown lets queued and in-flight calls finish before

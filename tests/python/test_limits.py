@@ -1,0 +1,110 @@
+"""Resource limits tried as an abusive client would, against the real
+binary: compressed bodies, huge inputs, huge tokens, and model files that
+say two things. Memory is read from the server process (VmHWM)."""
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import harness
+from harness import embedder_pb2, grpc, health_pb2
+
+SG_D8 = os.path.join(harness.GOLDEN, "models", "sg_d8")
+
+
+def peak_rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class LimitsTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server([SG_D8], "--max_message_bytes=%d" % (96 << 20))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def serving(self):
+        reply = self.server.health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        self.assertEqual(reply.status, health_pb2.HealthCheckResponse.SERVING)
+        ok = self.server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a dog"]),
+                                    timeout=10)
+        self.assertEqual(len(ok.embeddings), 1)
+
+    def test_compressed_requests_are_refused_before_inflating(self):
+        # 50 MB of text that gzip packs into about 50 KB.
+        bomb = embedder_pb2.EmbedRequest(inputs=["a " * (25 << 20)])
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.server.stub.Embed(bomb, compression=grpc.Compression.Gzip,
+                                   timeout=60)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertIn("gzip", cm.exception.details())
+        self.assertLess(peak_rss_mb(self.server.proc.pid), 300)
+        self.serving()
+
+    def test_a_huge_input_is_refused_without_tokenizing_it_all(self):
+        # 40 MB of one-letter words: 20M tokens, max_tokens is far lower.
+        text = "a " * (20 << 20)
+        for method in (self.server.stub.Embed, self.server.stub.Tokenize):
+            req = (embedder_pb2.EmbedRequest if method == self.server.stub.Embed
+                   else embedder_pb2.TokenizeRequest)(inputs=[text])
+            with self.assertRaises(grpc.RpcError) as cm:
+                method(req, timeout=60)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("input 0 has %d tokens; max_tokens" % (20 << 20),
+                          cm.exception.details())
+        # Message bytes (two copies of 40 MB) plus a model: no token list
+        # of 20M strings (about 1 GB) was ever built.
+        self.assertLess(peak_rss_mb(self.server.proc.pid), 600)
+        self.serving()
+
+    def test_tokenize_truncates_and_counts(self):
+        info = self.server.stub.ListModels(embedder_pb2.ListModelsRequest()).models[0]
+        n = info.max_tokens + 5
+        reply = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
+            inputs=["w " * n, "the dog"], truncate=True))
+        self.assertEqual(len(reply.results[0].tokens), info.max_tokens)
+        self.assertEqual(reply.results[0].token_count, n)
+        self.assertEqual(list(reply.results[1].tokens), ["the", "dog"])
+        self.assertEqual(reply.results[1].token_count, 2)
+
+    def test_a_huge_word_is_cut_to_max_token_bytes(self):
+        word = "x" * (20 << 20)
+        reply = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
+            inputs=[word + " y"]))
+        self.assertEqual([len(t) for t in reply.results[0].tokens], [1024, 1])
+        cut = self.server.stub.Embed(embedder_pb2.EmbedRequest(inputs=[word]),
+                                     timeout=60)
+        short = self.server.stub.Embed(embedder_pb2.EmbedRequest(
+            inputs=["x" * 1024]), timeout=60)
+        self.assertEqual(list(cut.embeddings[0].values),
+                         list(short.embeddings[0].values))
+        self.serving()
+
+
+class ModelFileLimitsTest(unittest.TestCase):
+
+    def test_duplicate_config_keys_are_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            for f in os.listdir(SG_D8):
+                shutil.copy(os.path.join(SG_D8, f), d)
+            with open(os.path.join(d, "config.json")) as f:
+                text = f.read()
+            with open(os.path.join(d, "config.json"), "w") as f:
+                f.write(text.replace("{", '{"max_tokens": 9, ', 1))
+            json.loads(text)  # the original is fine
+            code, err = harness.run_server_expecting_failure([d])
+            self.assertEqual(code, 1)
+            self.assertIn('key "max_tokens" appears twice in one object', err)
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+
+if __name__ == "__main__":
+    unittest.main()
