@@ -10,11 +10,25 @@
 
 namespace ctxembed {
 
-// Same code (the enums share their numbering) and message.
+// Longest status message sent, in bytes. Messages can quote what a client
+// sent (an unknown model name); unbounded, a long one overflowed the
+// client's 8 KB metadata limit and the call failed with RESOURCE_EXHAUSTED,
+// which says "retry" about a call that can never succeed.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
+// Same code (the enums share their numbering) and message, cut to
+// kMaxStatusMessageBytes (at a UTF-8 character boundary, then "...").
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  std::string message(status.message());
+  if (message.size() > kMaxStatusMessageBytes) {
+    size_t end = kMaxStatusMessageBytes - 3;
+    while (end > 0 && (static_cast<unsigned char>(message[end]) & 0xC0) == 0x80)
+      --end;
+    message.resize(end);
+    message += "...";
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message);
 }
 
 // "OK", "INVALID_ARGUMENT", ...: the `code` label of request metrics.

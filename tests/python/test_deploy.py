@@ -41,6 +41,20 @@ class DeployFilesTest(unittest.TestCase):
         # The image builds with tests and benchmarks off.
         self.assertEqual(subdirs - {"tests", "bench"} - copied, set())
 
+    def test_network_policy_names_the_containers_ports(self):
+        base = os.path.join(DEPLOY, "k8s", "base")
+        deployment = load_yaml_docs(os.path.join(base, "deployment.yaml"))[0]
+        policy = load_yaml_docs(os.path.join(base, "networkpolicy.yaml"))[0]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        ports = {p["name"] for p in container["ports"]}
+        self.assertEqual(policy["spec"]["podSelector"]["matchLabels"],
+                         deployment["spec"]["selector"]["matchLabels"])
+        allowed = [p["port"] for rule in policy["spec"]["ingress"]
+                   for p in rule["ports"]]
+        self.assertEqual(sorted(allowed), sorted(ports))  # grpc, metrics
+        with open(os.path.join(base, "kustomization.yaml")) as f:
+            self.assertIn("networkpolicy.yaml", f.read())
+
     def test_tls_overlay_is_consistent_with_the_base_and_the_flags(self):
         with open(os.path.join(harness.SOURCE_DIR, "server", "main.cc")) as f:
             flags = set(re.findall(r"ABSL_FLAG\([^,]+,\s*(\w+),", f.read()))

@@ -65,6 +65,19 @@ class LimitsTest(unittest.TestCase):
         self.assertLess(peak_rss_mb(self.server.proc.pid), 600)
         self.serving()
 
+    def test_long_names_get_a_final_code_not_resource_exhausted(self):
+        for kw, code in ((dict(model="x" * 10000), grpc.StatusCode.NOT_FOUND),
+                         (dict(tower="t" * 10000), grpc.StatusCode.INVALID_ARGUMENT)):
+            with self.assertRaises(grpc.RpcError) as cm:
+                self.server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"], **kw),
+                                       timeout=10)
+            self.assertEqual(cm.exception.code(), code, cm.exception.details())
+            self.assertLessEqual(len(cm.exception.details()), 1024)
+            self.assertTrue(cm.exception.details().endswith("..."))
+        reply = self.server.stub.Embed(embedder_pb2.EmbedRequest(
+            inputs=["a"], request_id="r" * 10000), timeout=10)
+        self.assertEqual(reply.request_id, "r" * 10000)
+
     def test_tokenize_truncates_and_counts(self):
         info = self.server.stub.ListModels(embedder_pb2.ListModelsRequest()).models[0]
         n = info.max_tokens + 5
