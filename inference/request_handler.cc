@@ -155,6 +155,19 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
   CTXEMBED_ASSIGN_OR_RETURN(
       stats->tokens, TokenizeAll(*t.model, request.inputs(), request.truncate(),
                                  MaxTokenBytes(options_), prepared.sentences));
+  // An answer that could never be sent is refused before any work: 4 bytes
+  // a float is a lower bound of its encoded size.
+  const int64_t floats =
+      kind == EmbedJob::Kind::kEmbedTokens
+          ? stats->tokens * t.tower->token_dim()
+          : static_cast<int64_t>(request.inputs_size()) * t.tower->output_dim();
+  if (options_.max_response_bytes > 0 &&
+      4 * floats > options_.max_response_bytes) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "the answer would hold ", floats, " floats (at least ", 4 * floats,
+        " bytes); max_message_bytes is ", options_.max_response_bytes,
+        ": send fewer inputs per request"));
+  }
   return prepared;
 }
 

@@ -47,6 +47,10 @@ class RequestHandler {
     // Longest token, in bytes; longer ones are cut (at a UTF-8 character
     // boundary). Bounds subword work; 0: no bound.
     int max_token_bytes = 1024;
+    // Largest answer that can be sent (the server's max_message_bytes);
+    // Embed and EmbedTokens requests whose answer must be larger are
+    // refused with OUT_OF_RANGE before any work. 0: no bound.
+    int64_t max_response_bytes = 0;
   };
 
   RequestHandler(const Options& options, const ModelRegistry* registry)

@@ -102,6 +102,22 @@ class LimitsTest(unittest.TestCase):
         self.serving()
 
 
+class AnswerSizeTest(unittest.TestCase):
+
+    def test_an_answer_over_the_message_limit_is_refused_before_work(self):
+        server = harness.Server([SG_D8], "--max_message_bytes=65536")
+        self.addCleanup(server.close)
+        # 64 inputs x 64 tokens x 8 floats = 128 KB of floats at least.
+        req = embedder_pb2.EmbedRequest(inputs=["w " * 64] * 64)
+        with self.assertRaises(grpc.RpcError) as cm:
+            server.stub.EmbedTokens(req, timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+        self.assertIn("the answer would hold 32768 floats (at least 131072 "
+                      "bytes); max_message_bytes is 65536", cm.exception.details())
+        # The same inputs as sentence vectors fit.
+        self.assertEqual(len(server.stub.Embed(req, timeout=10).embeddings), 64)
+
+
 class ModelFileLimitsTest(unittest.TestCase):
 
     def test_duplicate_config_keys_are_refused(self):
