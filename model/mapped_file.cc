@@ -23,7 +23,10 @@ absl::Status OsError(const std::string& path, absl::string_view op, int err) {
 
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(
     const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused
+  // below like any file that is not a regular one (reads of regular files
+  // ignore the flag).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return OsError(path, "cannot open", errno);
   struct stat st;
   if (::fstat(fd, &st) != 0) {

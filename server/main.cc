@@ -84,6 +84,10 @@ ABSL_FLAG(int, max_stream_inflight, 8,
 ABSL_FLAG(int64_t, max_connection_age_ms, 0,
           "close client connections after this long so clients spread over "
           "new replicas; 0: never");
+ABSL_FLAG(int64_t, max_connection_idle_ms, 0,
+          "close connections with no call for this long; 0: never");
+ABSL_FLAG(int, max_concurrent_streams, 0,
+          "most calls open at once on one connection; 0: no bound");
 ABSL_FLAG(int64_t, max_connection_age_grace_ms, 20000,
           "time calls in flight get when a connection is closed for age");
 
@@ -163,6 +167,8 @@ int main(int argc, char** argv) {
   options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
   options.max_connection_age_grace_ms =
       absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  options.max_connection_idle_ms = absl::GetFlag(FLAGS_max_connection_idle_ms);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);

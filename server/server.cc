@@ -27,6 +27,11 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
                                                    o.max_inputs_per_request,
                                                    "; it must be at least 1"));
   }
+  if (o.max_connection_idle_ms < 0 || o.max_concurrent_streams < 0) {
+    return absl::InvalidArgumentError(
+        "max_connection_idle_ms and max_concurrent_streams must not be "
+        "negative");
+  }
   if (o.max_token_bytes < 0) {
     return absl::InvalidArgumentError("max_token_bytes is negative");
   }
@@ -115,6 +120,15 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
         static_cast<int>(options.max_connection_age_grace_ms));
+  }
+  if (options.max_connection_idle_ms > 0) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+        static_cast<int>(options.max_connection_idle_ms));
+  }
+  if (options.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               options.max_concurrent_streams);
   }
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(&s->service_);

@@ -58,6 +58,11 @@ class EmbeddingServer {
     // flight get max_connection_age_grace_ms to finish.
     int64_t max_connection_age_ms = 0;
     int64_t max_connection_age_grace_ms = 20000;
+    // Close connections with no call for this long (0: never).
+    int64_t max_connection_idle_ms = 0;
+    // Most calls (streams) open at once on one connection (0: gRPC's
+    // default, unbounded).
+    int max_concurrent_streams = 0;
     // TLS (and mTLS) on the gRPC port; plaintext unless a cert is named.
     TlsOptions tls;
     // host:port serving only grpc.health.v1.Health, in plaintext, for

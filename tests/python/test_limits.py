@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import unittest
 
 import harness
@@ -102,6 +103,30 @@ class LimitsTest(unittest.TestCase):
         self.serving()
 
 
+class ConnectionLimitsTest(unittest.TestCase):
+
+    def test_idle_connections_are_closed(self):
+        server = harness.Server([SG_D8], "--max_connection_idle_ms=300")
+        self.addCleanup(server.close)
+        states = []
+        done = threading.Event()
+
+        def watch(state):
+            states.append(state)
+            if state == grpc.ChannelConnectivity.IDLE and \
+                    grpc.ChannelConnectivity.READY in states:
+                done.set()
+        server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"]), timeout=10)
+        server.channel.subscribe(watch)
+        self.addCleanup(server.channel.unsubscribe, watch)
+        # The server's GOAWAY after 300 ms idle takes the channel from READY
+        # back to IDLE; bounded wait.
+        self.assertTrue(done.wait(20), states)
+        reply = server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"]),
+                                  timeout=10)  # reconnects
+        self.assertEqual(len(reply.embeddings), 1)
+
+
 class AnswerSizeTest(unittest.TestCase):
 
     def test_an_answer_over_the_message_limit_is_refused_before_work(self):
@@ -119,6 +144,16 @@ class AnswerSizeTest(unittest.TestCase):
 
 
 class ModelFileLimitsTest(unittest.TestCase):
+
+    def test_a_fifo_in_place_of_a_file_is_refused_without_waiting(self):
+        with tempfile.TemporaryDirectory() as d:
+            for f in os.listdir(SG_D8):
+                shutil.copy(os.path.join(SG_D8, f), d)
+            os.remove(os.path.join(d, "vectors.bin"))
+            os.mkfifo(os.path.join(d, "vectors.bin"))
+            code, err = harness.run_server_expecting_failure([d], timeout_s=30)
+            self.assertEqual(code, 1)
+            self.assertIn("vectors.bin: not a regular file", err)
 
     def test_duplicate_config_keys_are_refused(self):
         with tempfile.TemporaryDirectory() as d:
