@@ -147,8 +147,7 @@ class ModelFileLimitsTest(unittest.TestCase):
 
     def test_a_fifo_in_place_of_a_file_is_refused_without_waiting(self):
         with tempfile.TemporaryDirectory() as d:
-            for f in os.listdir(SG_D8):
-                shutil.copy(os.path.join(SG_D8, f), d)
+            shutil.copytree(SG_D8, d, dirs_exist_ok=True)
             os.remove(os.path.join(d, "vectors.bin"))
             os.mkfifo(os.path.join(d, "vectors.bin"))
             code, err = harness.run_server_expecting_failure([d], timeout_s=30)
@@ -157,8 +156,7 @@ class ModelFileLimitsTest(unittest.TestCase):
 
     def test_duplicate_config_keys_are_refused(self):
         with tempfile.TemporaryDirectory() as d:
-            for f in os.listdir(SG_D8):
-                shutil.copy(os.path.join(SG_D8, f), d)
+            shutil.copytree(SG_D8, d, dirs_exist_ok=True)
             with open(os.path.join(d, "config.json")) as f:
                 text = f.read()
             with open(os.path.join(d, "config.json"), "w") as f:
