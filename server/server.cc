@@ -161,6 +161,19 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
   const auto start = std::chrono::steady_clock::now();
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
                             Model::Load(model_dir));
+  // A message limit below one answer for one input of max_tokens tokens
+  // would refuse every long input: refused here instead.
+  for (int i = 0; i < model->num_towers(); ++i) {
+    const int64_t bytes = 4 * static_cast<int64_t>(model->max_tokens()) *
+                          model->tower(i).token_dim();
+    if (bytes > options_.max_message_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max_message_bytes=", options_.max_message_bytes,
+          " is smaller than one EmbedTokens answer of model \"", model->name(),
+          "\" (max_tokens ", model->max_tokens(), " x ",
+          model->tower(i).token_dim(), " floats = ", bytes, " bytes)"));
+    }
+  }
   Batcher::Options b;
   b.queue = options_.batch;
   b.max_queue_wait_micros = options_.max_queue_wait_micros;

@@ -154,6 +154,14 @@ class ModelFileLimitsTest(unittest.TestCase):
             self.assertEqual(code, 1)
             self.assertIn("vectors.bin: not a regular file", err)
 
+    def test_a_message_limit_below_one_answer_is_refused(self):
+        code, err = harness.run_server_expecting_failure(
+            [SG_D8], "--max_message_bytes=1024")
+        self.assertEqual(code, 1)
+        self.assertIn('--max_message_bytes=1024 is smaller than one EmbedTokens '
+                      'answer of model "sg_d8" (max_tokens 64 x 8 floats = 2048 '
+                      'bytes)', err)
+
     def test_duplicate_config_keys_are_refused(self):
         with tempfile.TemporaryDirectory() as d:
             shutil.copytree(SG_D8, d, dirs_exist_ok=True)
