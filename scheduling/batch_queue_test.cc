@@ -177,5 +177,26 @@ TEST_F(BatchQueueTest, OneTaskPerBatchTakesWholeTasksInArrivalOrder) {
   EXPECT_EQ(q.size(), 0);
 }
 
+// Task::SetOnEnd runs its hook exactly once, before the done callback,
+// whether it is set before the task ends or after (a task failed by a
+// sibling while the batcher was queueing it).
+TEST(TaskTest, OnEndRunsOnceWhenSetBeforeOrAfterTheEnd) {
+  static const int key = 0;
+  std::vector<std::string> events;
+  Task before({&key, 0}, {2, 3}, Task::kNoDeadline,
+              [&](Task&, const absl::Status&) { events.push_back("done"); });
+  EXPECT_EQ(before.total_tokens(), 5);
+  before.SetOnEnd([&] { events.push_back("end"); });
+  before.ItemsDone(2);
+  before.Fail(absl::CancelledError("late"));  // already ended: no effect
+  EXPECT_THAT(events, ElementsAre("end", "done"));
+  events.clear();
+  Task after({&key, 0}, {1}, Task::kNoDeadline,
+             [&](Task&, const absl::Status&) { events.push_back("done"); });
+  after.Fail(absl::CancelledError("sibling failed"));
+  after.SetOnEnd([&] { events.push_back("end"); });
+  EXPECT_THAT(events, ElementsAre("done", "end"));
+}
+
 }  // namespace
 }  // namespace ctxembed

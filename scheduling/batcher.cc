@@ -32,8 +32,10 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
     return absl::InvalidArgumentError("the batcher needs a batch function");
   }
   if (scheduler == nullptr) {
-    auto own = Scheduler::Create(
-        {.num_workers = options.num_workers, .clock = options.clock});
+    auto own =
+        Scheduler::Create({.num_workers = options.num_workers,
+                           .clock = options.clock,
+                           .max_inflight_tokens = options.max_inflight_tokens});
     if (!own.ok()) return own.status();
     scheduler = *std::move(own);
   }
@@ -110,6 +112,24 @@ absl::Status Batcher::CheckAdmission(const Task& task, int64_t now,
           " ms of work is queued ahead (", queue_.size(), " sentences)"));
     }
   }
+  const int64_t budget = scheduler_->max_inflight_tokens_;
+  if (budget > 0) {
+    const int64_t tokens = task.total_tokens();
+    if (tokens > budget) {
+      *reason = "invalid";
+      return absl::OutOfRangeError(absl::StrCat(
+          "request has ", tokens, " tokens; max_inflight_tokens is ", budget,
+          " (send fewer or shorter inputs per request)"));
+    }
+    const int64_t inflight = scheduler_->inflight_tokens_->load();
+    if (inflight + tokens > budget) {
+      *reason = "overloaded";
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "server busy: ", inflight, " tokens in flight and this request adds ",
+          tokens, "; max_inflight_tokens is ", budget,
+          " (retry with backoff)"));
+    }
+  }
   if (options_.max_queue_wait_micros > 0 &&
       wait > Seconds(options_.max_queue_wait_micros)) {
     *reason = "overloaded";
@@ -130,6 +150,15 @@ absl::Status Batcher::Submit(std::shared_ptr<Task> task) {
     MutexLock lock(&scheduler_->mu_);
     status = CheckAdmission(*task, now, &reason);
     if (status.ok()) status = queue_.Add(task, now);
+    if (status.ok() && scheduler_->max_inflight_tokens_ > 0) {
+      // Counted under mu_ with the check above; handed back when the task
+      // ends (at once if a sibling failed it meanwhile).
+      const int64_t tokens = task->total_tokens();
+      scheduler_->inflight_tokens_->fetch_add(tokens);
+      task->SetOnEnd([counter = scheduler_->inflight_tokens_, tokens] {
+        counter->fetch_sub(tokens);
+      });
+    }
     depth = queue_.size();
     if (status.ok()) scheduler_->work_.Signal();
   }

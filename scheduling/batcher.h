@@ -65,8 +65,9 @@ class Batcher {
     // accepted work under overload. 0: only max_queue_sentences bounds it.
     int64_t max_queue_wait_micros = 0;
     // Without a scheduler given to Create: that scheduler's clock (null: the
-    // steady clock).
+    // steady clock) and token budget (Scheduler::Options).
     const Clock* clock = nullptr;
+    int64_t max_inflight_tokens = 0;
   };
 
   // A batcher on `scheduler`, or on a scheduler of its own when that is

@@ -16,6 +16,7 @@
 namespace ctxembed {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // Counts what the batcher reports.
@@ -320,6 +321,38 @@ TEST_F(BatcherTest, ShutdownDrainsWithinItsTimeout) {
     ASSERT_TRUE(o.done.HasBeenNotified());
     EXPECT_TRUE(o.status.ok()) << o.status;
   }
+}
+
+// The in-flight token budget: admitted tokens count until their task ends,
+// whichever way; past the budget requests are refused (RESOURCE_EXHAUSTED),
+// and one larger than the whole budget can never run (OUT_OF_RANGE).
+TEST_F(BatcherTest, InflightTokenBudgetRefusesAndRecovers) {
+  auto batcher = Create({.num_workers = 1, .max_inflight_tokens = 10});
+  ASSERT_TRUE(batcher.ok());
+  Notification entered, release;
+  ReleaseOnExit guard{release};
+  // The blocker's own token is returned before its done callback holds the
+  // worker, so queued work below is all that is in flight.
+  HoldTheWorker(**batcher, entered, release);
+  Outcome a, b, c, big, fits;
+  ASSERT_TRUE((*batcher)->Submit(Job({4, 4}, &a)).ok());
+  absl::Status refused = (*batcher)->Submit(Job({3}, &b));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(),
+              HasSubstr("8 tokens in flight and this request adds 3; "
+                        "max_inflight_tokens is 10"));
+  absl::Status never = (*batcher)->Submit(Job({11}, &big));
+  EXPECT_EQ(never.code(), absl::StatusCode::kOutOfRange);
+  ASSERT_TRUE((*batcher)->Submit(Job({2}, &c)).ok());  // exactly 10
+  release.Notify();
+  a.done.WaitForNotification();
+  c.done.WaitForNotification();
+  EXPECT_TRUE(a.status.ok());
+  EXPECT_TRUE(c.status.ok());
+  // Everything ended: the budget is whole again.
+  ASSERT_TRUE((*batcher)->Submit(Job({9}, &fits)).ok());
+  fits.done.WaitForNotification();
+  EXPECT_THAT(observer_.Rejected(), ElementsAre("overloaded", "invalid"));
 }
 
 }  // namespace

@@ -31,6 +31,9 @@ absl::StatusOr<std::shared_ptr<Scheduler>> Scheduler::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "num_workers is ", options.num_workers, "; it must be at least 0"));
   }
+  if (options.max_inflight_tokens < 0) {
+    return absl::InvalidArgumentError("max_inflight_tokens is negative");
+  }
   std::shared_ptr<Scheduler> s(new Scheduler(options));
   int workers = options.num_workers;
   if (workers == 0) {
@@ -44,7 +47,8 @@ absl::StatusOr<std::shared_ptr<Scheduler>> Scheduler::Create(
 }
 
 Scheduler::Scheduler(const Options& options)
-    : clock_(options.clock != nullptr ? options.clock : Clock::Real()) {}
+    : clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      max_inflight_tokens_(options.max_inflight_tokens) {}
 
 Scheduler::~Scheduler() {
   {

@@ -4,6 +4,7 @@
 #ifndef CTXEMBED_SCHEDULING_SCHEDULER_H_
 #define CTXEMBED_SCHEDULING_SCHEDULER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <thread>
@@ -31,9 +32,14 @@ class Scheduler {
     // Time source for queue delays and deadlines; null means the steady
     // clock. Must outlive the scheduler.
     const Clock* clock = nullptr;
+    // Tokens admitted and not yet finished, across every batcher on this
+    // scheduler (a bound on the memory requests hold); a request that would
+    // go past it is refused with RESOURCE_EXHAUSTED, one larger than the
+    // whole budget with OUT_OF_RANGE. 0: no bound.
+    int64_t max_inflight_tokens = 0;
   };
 
-  // INVALID_ARGUMENT for a negative num_workers.
+  // INVALID_ARGUMENT for a negative num_workers or max_inflight_tokens.
   static absl::StatusOr<std::shared_ptr<Scheduler>> Create(
       const Options& options);
   ~Scheduler();
@@ -41,6 +47,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   int num_workers() const { return static_cast<int>(workers_.size()); }
+  // Tokens admitted and not yet finished (see Options).
+  int64_t inflight_tokens() const { return inflight_tokens_->load(); }
   const Clock* clock() const { return clock_; }
 
   // Implementation details follow.
@@ -62,6 +70,11 @@ class Scheduler {
 
   // Constant after construction.
   const Clock* const clock_;
+  const int64_t max_inflight_tokens_;
+  // Shared with the tasks' on_end hooks, which may run after the scheduler
+  // is gone. Added to under mu_ (admission), taken from without it.
+  const std::shared_ptr<std::atomic<int64_t>> inflight_tokens_ =
+      std::make_shared<std::atomic<int64_t>>(0);
   std::vector<std::thread> workers_;
 
   // Guards the scheduler and the state of every registered Batcher.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "scheduling/mutex.h"
 
 namespace ctxembed {
 
@@ -57,6 +58,14 @@ class Task {
   bool Fail(const absl::Status& status);
   // Thread-safe.
   bool finished() const { return finished_.load(std::memory_order_acquire); }
+  // Sum of the items' lengths.
+  int64_t total_tokens() const;
+
+  // Thread-safe. `on_end` runs exactly once: just before the done callback,
+  // however the task ends, or at once if it has ended already (the batcher
+  // hands back the task's share of the in-flight token budget this way; a
+  // task may be failed by a sibling while it is being queued).
+  void SetOnEnd(std::function<void()> on_end);
 
  private:
   bool Complete(const absl::Status& status);
@@ -67,6 +76,9 @@ class Task {
   const int64_t deadline_micros_;
 
   Done done_;  // moved out by the one call that completes the task
+  Mutex end_mu_;
+  std::function<void()> on_end_ ABSL_GUARDED_BY(end_mu_);
+  bool end_taken_ ABSL_GUARDED_BY(end_mu_) = false;  // Complete took on_end_
   std::atomic<int> remaining_;
   std::atomic<bool> finished_{false};
 };

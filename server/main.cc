@@ -79,6 +79,10 @@ ABSL_FLAG(int64_t, max_queue_wait_micros, 0,
           "this by the measured batch times; 0: off");
 ABSL_FLAG(int, num_batch_workers, 0,
           "threads running batches, shared by all models; 0: one per core");
+ABSL_FLAG(int64_t, max_inflight_tokens, 262144,
+          "tokens admitted and not yet answered, across all models; past it "
+          "requests get RESOURCE_EXHAUSTED (one larger than it OUT_OF_RANGE); "
+          "0: no bound");
 ABSL_FLAG(int, max_stream_inflight, 8,
           "requests one EmbedStream may have unanswered");
 ABSL_FLAG(int64_t, max_connection_age_ms, 0,
@@ -162,6 +166,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_queue_delay_micros);
   options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
   options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
+  options.max_inflight_tokens = absl::GetFlag(FLAGS_max_inflight_tokens);
   options.max_queue_wait_micros = absl::GetFlag(FLAGS_max_queue_wait_micros);
   options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
   options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);

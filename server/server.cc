@@ -90,7 +90,8 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
       new EmbeddingServer(options, std::move(api_keys)));
   CTXEMBED_ASSIGN_OR_RETURN(
       s->scheduler_,
-      Scheduler::Create({.num_workers = options.num_batch_workers}));
+      Scheduler::Create({.num_workers = options.num_batch_workers,
+                         .max_inflight_tokens = options.max_inflight_tokens}));
   if (!options.metrics_address.empty()) {
     try {
       s->exposer_ =

@@ -48,6 +48,9 @@ class EmbeddingServer {
     BatchQueue::Options batch;
     // Threads running batches, shared by all models; 0 means one per core.
     int num_batch_workers = 0;
+    // Tokens admitted and not yet answered, across all models (see
+    // Scheduler::Options); 0: no bound.
+    int64_t max_inflight_tokens = 262144;
     // Refuse work that would wait longer than this (0: no bound but
     // batch.max_queue_sentences); see Batcher::Options.
     int64_t max_queue_wait_micros = 0;

@@ -143,6 +143,22 @@ class AnswerSizeTest(unittest.TestCase):
         self.assertEqual(len(server.stub.Embed(req, timeout=10).embeddings), 64)
 
 
+class TokenBudgetTest(unittest.TestCase):
+
+    def test_a_request_over_the_whole_budget_is_out_of_range(self):
+        server = harness.Server([SG_D8], "--max_inflight_tokens=100")
+        self.addCleanup(server.close)
+        with self.assertRaises(grpc.RpcError) as cm:
+            server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["w " * 60] * 2),
+                              timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+        self.assertIn("request has 120 tokens; max_inflight_tokens is 100",
+                      cm.exception.details())
+        reply = server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["w " * 60]),
+                                  timeout=10)
+        self.assertEqual(len(reply.embeddings), 1)
+
+
 class ModelFileLimitsTest(unittest.TestCase):
 
     def test_a_fifo_in_place_of_a_file_is_refused_without_waiting(self):
