@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "model/utf8.h"
 
 namespace ctxembed {
 namespace {
@@ -53,14 +54,7 @@ size_t Tokenizer::Tokenize(absl::string_view text,
   size_t count = 0;
   Split(text, [&](absl::string_view token) {
     if (count++ >= limits.max_tokens) return;
-    if (token.size() > limits.max_token_bytes) {
-      size_t end = limits.max_token_bytes;
-      // Back to the start of the character the cut would split.
-      while (end > 0 && (static_cast<unsigned char>(token[end]) & 0xC0) == 0x80)
-        --end;
-      token = token.substr(0, end);
-    }
-    tokens->emplace_back(token);
+    tokens->emplace_back(Utf8Prefix(token, limits.max_token_bytes));
     if (options_.lowercase) absl::AsciiStrToLower(&tokens->back());
   });
   return count;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "model/utf8.h"
 
 namespace ctxembed {
 
@@ -22,10 +23,7 @@ inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   std::string message(status.message());
   if (message.size() > kMaxStatusMessageBytes) {
-    size_t end = kMaxStatusMessageBytes - 3;
-    while (end > 0 && (static_cast<unsigned char>(message[end]) & 0xC0) == 0x80)
-      --end;
-    message.resize(end);
+    message = std::string(Utf8Prefix(message, kMaxStatusMessageBytes - 3));
     message += "...";
   }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), message);
