@@ -45,6 +45,9 @@ ABSL_FLAG(int, max_per_request, 1, "sentences per request: 1..this");
 ABSL_FLAG(int, deadline_ms, 0, "per-request deadline; 0: none");
 ABSL_FLAG(std::string, model, "", "model name (empty: default)");
 ABSL_FLAG(int, max_outstanding, 20000, "open loop: cap on requests in flight");
+ABSL_FLAG(bool, health_check, false,
+          "client-side health checking (round_robin over the target's "
+          "addresses, leaving one whose health is NOT_SERVING)");
 ABSL_FLAG(std::string, label, "", "name of this run in the reports");
 ABSL_FLAG(std::string, out_json, "", "append the JSON report to this file");
 ABSL_FLAG(std::string, out_md, "", "append a markdown table row to this file");
@@ -114,8 +117,17 @@ class Load {
  public:
   Load(std::vector<std::string> texts)
       : texts_(std::move(texts)),
-        stub_(ctxembed::v1::Embedder::NewStub(grpc::CreateChannel(
-            absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()))) {
+        stub_(ctxembed::v1::Embedder::NewStub(MakeChannel())) {}
+
+  static std::shared_ptr<grpc::Channel> MakeChannel() {
+    grpc::ChannelArguments args;
+    if (absl::GetFlag(FLAGS_health_check)) {
+      args.SetServiceConfigJSON(
+          R"({"loadBalancingConfig": [{"round_robin": {}}],)"
+          R"( "healthCheckConfig": {"serviceName": "ctxembed.v1.Embedder"}})");
+    }
+    return grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target),
+                                     grpc::InsecureChannelCredentials(), args);
   }
 
   // Sends one request; `done` runs when it returns. `scheduled` is the time

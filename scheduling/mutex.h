@@ -124,6 +124,17 @@ class Notification {
     MutexLock lock(&mu_);
     while (!notified_) cv_.Wait(&mu_);
   }
+  // True if notified within `timeout`.
+  bool WaitForNotificationWithTimeout(absl::Duration timeout) const {
+    const absl::Time deadline = absl::Now() + timeout;
+    MutexLock lock(&mu_);
+    while (!notified_) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      cv_.WaitWithTimeout(&mu_, left);
+    }
+    return notified_;
+  }
 
  private:
   mutable Mutex mu_;

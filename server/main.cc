@@ -63,6 +63,9 @@ ABSL_FLAG(int, max_message_bytes, 64 << 20,
 ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
           "on SIGTERM, how long queued and in-flight calls may take to "
           "finish");
+ABSL_FLAG(int64_t, lame_duck_ms, 0,
+          "on SIGTERM, how long to go on serving with health NOT_SERVING "
+          "before the drain, so clients that watch health move away first");
 ABSL_FLAG(bool, batching, true,
           "gather concurrent requests into batches; false runs each request "
           "as a batch of its own (still queued, admitted and timed)");
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+  options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
   options.batching = absl::GetFlag(FLAGS_batching);
   options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);
   options.batch.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);

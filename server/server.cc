@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "model/kernels.h"
 #include "model/status_macros.h"
 #include "scheduling/clock.h"
@@ -42,6 +43,9 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
   }
   if (o.drain_timeout_ms < 0) {
     return absl::InvalidArgumentError("drain_timeout_ms is negative");
+  }
+  if (o.lame_duck_ms < 0) {
+    return absl::InvalidArgumentError("lame_duck_ms is negative");
   }
   if (!o.tls_allowed_subjects.empty() && o.tls.client_ca_file.empty()) {
     return absl::InvalidArgumentError(
@@ -241,26 +245,43 @@ void EmbeddingServer::Shutdown() {
       health->Shutdown();
     }
   }
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(options_.drain_timeout_ms);
-  // Batchers drain in parallel (on the shared workers), sharing one
-  // deadline; their calls end as they do (OK, or UNAVAILABLE past the
-  // deadline).
+  // Calls that reach gRPC in the instant it starts to stop are reset
+  // (CANCELLED) by gRPC itself; clients that watch health have stopped
+  // sending by the end of the lame duck.
+  if (options_.lame_duck_ms > 0) {
+    absl::SleepFor(absl::Milliseconds(options_.lame_duck_ms));
+  }
+  // gRPC stops taking calls first (GOAWAY: clients send new calls
+  // elsewhere, or get UNAVAILABLE) while the batchers go on serving the
+  // calls it already took, so those end with their answers. Batchers that
+  // stopped first would answer every call still arriving with an instant
+  // UNAVAILABLE, and a client retrying in a loop would then send so many
+  // calls in the instant gRPC takes to say GOAWAY that some would land in
+  // it: gRPC resets those (CANCELLED).
+  const auto drain = std::chrono::milliseconds(options_.drain_timeout_ms);
+  const auto start = std::chrono::steady_clock::now();
+  // Calls still running a little before gRPC's deadline (which resets
+  // them) are failed with UNAVAILABLE by the batchers instead.
+  const auto margin = std::min<std::chrono::steady_clock::duration>(
+      drain / 10, std::chrono::milliseconds(500));
+  Notification grpc_stopped;
+  std::thread grpc_stop([this, drain, &grpc_stopped] {
+    server_->Shutdown(std::chrono::system_clock::now() + drain);
+    server_->Wait();
+    grpc_stopped.Notify();
+  });
+  const auto left_before_margin =
+      start + drain - margin - std::chrono::steady_clock::now();
+  grpc_stopped.WaitForNotificationWithTimeout(absl::FromChrono(
+      std::max(left_before_margin, std::chrono::steady_clock::duration{})));
+  // Refuse new work; what is still queued fails with UNAVAILABLE now (all
+  // batchers at once, on the shared workers).
   std::vector<std::thread> drains;
   for (const auto& batcher : models_.Batchers()) {
-    drains.emplace_back([batcher, deadline] {
-      const auto left = deadline - std::chrono::steady_clock::now();
-      batcher->Shutdown(std::max<int64_t>(
-          0,
-          std::chrono::duration_cast<std::chrono::microseconds>(left).count()));
-    });
+    drains.emplace_back([batcher] { batcher->Shutdown(0); });
   }
   for (auto& t : drains) t.join();
-  // Calls still finishing get what is left of the drain time.
-  const auto left = std::max(deadline - std::chrono::steady_clock::now(),
-                             std::chrono::steady_clock::duration::zero());
-  server_->Shutdown(std::chrono::system_clock::now() + left);
-  server_->Wait();
+  grpc_stop.join();
   if (health_server_ != nullptr) {
     health_server_->Shutdown(std::chrono::system_clock::now());
     health_server_->Wait();

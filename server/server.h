@@ -41,6 +41,10 @@ class EmbeddingServer {
     // How long Shutdown lets queued and in-flight calls finish before
     // failing them with UNAVAILABLE.
     int64_t drain_timeout_ms = 10000;
+    // How long Shutdown keeps serving with health NOT_SERVING before the
+    // drain, so that clients which watch health (gRPC client-side health
+    // checking) stop sending first.
+    int64_t lame_duck_ms = 0;
     // Dynamic batching (per model); false runs every call as a batch of its
     // own, still through the scheduler (queue limits, deadlines, metrics).
     bool batching = true;
@@ -94,9 +98,11 @@ class EmbeddingServer {
   // Sets grpc.health.v1 status "" and "ctxembed.v1.Embedder".
   void SetServing(bool serving);
 
-  // Health goes NOT_SERVING, new work is refused with UNAVAILABLE, queued
-  // and in-flight calls get up to drain_timeout_ms to finish, and what is
-  // left fails with UNAVAILABLE; then the gRPC server stops. Idempotent.
+  // Health goes NOT_SERVING (then lame_duck_ms of serving as before), gRPC
+  // stops taking calls (new ones get
+  // UNAVAILABLE); the calls it took get up to drain_timeout_ms to finish
+  // on the batchers, and what is left a little before that fails with
+  // UNAVAILABLE. Idempotent; concurrent calls return when it is done.
   void Shutdown();
 
   int grpc_port() const { return grpc_port_; }

@@ -121,7 +121,8 @@ class DeployFilesTest(unittest.TestCase):
         self.assertEqual(container["readinessProbe"]["grpc"]["service"],
                          "ctxembed.v1.Embedder")
         pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-        drain_s = int(env["CTXEMBED_DRAIN_TIMEOUT_MS"]) / 1000
+        drain_s = (int(env["CTXEMBED_LAME_DUCK_MS"]) +
+                   int(env["CTXEMBED_DRAIN_TIMEOUT_MS"])) / 1000
         self.assertGreaterEqual(spec["terminationGracePeriodSeconds"],
                                 pre_stop + drain_s)
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]

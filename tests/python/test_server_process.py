@@ -1,6 +1,7 @@
 """The server binary as an operator sees it: refusing bad models with one
 clear line, shutting down cleanly on signals, exposing valid Prometheus
 metrics, and the CLI agreeing with it."""
+import collections
 import json
 import os
 import re
@@ -9,11 +10,13 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 import urllib.request
 
 import harness
-from harness import embedder_pb2, grpc
+from harness import embedder_pb2, embedder_pb2_grpc, grpc
 
 SG_D8 = os.path.join(harness.GOLDEN, "models", "sg_d8")
 CONFIG = ('{"ctxembed_format": 1, "name": "m", "max_tokens": 16, '
@@ -166,6 +169,59 @@ class LifecycleTest(unittest.TestCase):
                     self.assertIn("stopped", err)
                 finally:
                     server.close()
+
+    def test_drain_under_load_resets_no_call(self):
+        """SIGTERM under 16 callers that watch health (gRPC client-side
+        health checking, which the lame duck is for): every call ends OK or
+        UNAVAILABLE, none CANCELLED, and a long call in flight at SIGTERM
+        gets its answer."""
+        server = harness.Server([SG_D8], "--lame_duck_ms=1000",
+                                metrics=False)
+        config = json.dumps({
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": "ctxembed.v1.Embedder"}})
+        channel = grpc.insecure_channel(
+            "127.0.0.1:%d" % server.grpc_port,
+            options=[("grpc.service_config", config)])
+        try:
+            stub = embedder_pb2_grpc.EmbedderStub(channel)
+            request = embedder_pb2.EmbedRequest(inputs=["the cat sat"])
+            codes = collections.Counter()
+            lock = threading.Lock()
+
+            def caller():
+                for _ in range(20000):  # bounded; ends soon after the exit
+                    try:
+                        stub.Embed(request, timeout=30)
+                        code = grpc.StatusCode.OK
+                    except grpc.RpcError as e:
+                        code = e.code()
+                    with lock:
+                        codes[code] += 1
+                    if (code != grpc.StatusCode.OK and
+                            server.proc.poll() is not None):
+                        return
+
+            threads = [threading.Thread(target=caller) for _ in range(16)]
+            for t in threads:
+                t.start()
+            time.sleep(1.0)
+            long_call = stub.Embed.future(embedder_pb2.EmbedRequest(
+                inputs=["a long sentence of many words %d" % i
+                        for i in range(256)], truncate=True), timeout=30)
+            code, err = server.stop()
+            for t in threads:
+                t.join(timeout=60)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(len(long_call.result().embeddings), 256)
+            self.assertGreater(codes[grpc.StatusCode.OK], 0)
+            self.assertGreater(codes[grpc.StatusCode.UNAVAILABLE], 0, codes)
+            self.assertEqual(
+                set(codes), {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE},
+                codes)
+        finally:
+            channel.close()
+            server.close()
 
 
 class MetricsAndCliTest(unittest.TestCase):
