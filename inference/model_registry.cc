@@ -1,38 +1,107 @@
 #include "inference/model_registry.h"
 
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace ctxembed {
+namespace {
 
-absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model,
-                                std::shared_ptr<Batcher> batcher) {
+void SortHighestFirst(std::vector<Servable>* versions) {
+  std::sort(versions->begin(), versions->end(),
+            [](const Servable& a, const Servable& b) {
+              return a.version > b.version;
+            });
+}
+
+}  // namespace
+
+absl::Status ModelRegistry::Add(Servable servable) {
   MutexLock lock(&mu_);
-  for (const Servable& s : servables_) {
-    if (s.model->name() == model->name()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("a model named \"", model->name(), "\" is loaded"));
+  const std::string& name = servable.model->name();
+  for (Entry& e : entries_) {
+    if (e.name != name) continue;
+    for (const Servable& s : e.versions) {
+      if (s.version == servable.version) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "a model named \"", name, "\"",
+            servable.version == 0 ? ""
+                                  : absl::StrCat(" version ", servable.version),
+            " is loaded"));
+      }
+    }
+    e.versions.push_back(std::move(servable));
+    SortHighestFirst(&e.versions);
+    return absl::OkStatus();
+  }
+  entries_.push_back({name, {std::move(servable)}});
+  return absl::OkStatus();
+}
+
+std::vector<Servable> ModelRegistry::Publish(const std::string& name,
+                                             std::vector<Servable> servables) {
+  SortHighestFirst(&servables);
+  std::vector<Servable> retired;
+  MutexLock lock(&mu_);
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const Entry& e) { return e.name == name; });
+  if (it == entries_.end()) {
+    if (!servables.empty()) entries_.push_back({name, std::move(servables)});
+    return retired;
+  }
+  for (Servable& old : it->versions) {
+    const bool kept =
+        std::any_of(servables.begin(), servables.end(), [&](const Servable& s) {
+          return s.version == old.version && s.model == old.model;
+        });
+    if (!kept) retired.push_back(std::move(old));
+  }
+  if (servables.empty()) {
+    entries_.erase(it);
+  } else {
+    it->versions = std::move(servables);
+  }
+  return retired;
+}
+
+std::string ModelRegistry::LoadedNames() const {
+  std::vector<std::string> names;
+  for (const Entry& e : entries_) {
+    for (const Servable& s : e.versions) {
+      names.push_back(s.version == 0 ? e.name
+                                     : absl::StrCat(e.name, "@", s.version));
     }
   }
-  servables_.push_back({std::move(model), std::move(batcher)});
-  return absl::OkStatus();
+  return absl::StrJoin(names, ", ");
 }
 
 absl::StatusOr<Servable> ModelRegistry::GetServable(
     absl::string_view name) const {
   MutexLock lock(&mu_);
-  if (servables_.empty()) {
+  if (entries_.empty()) {
     return absl::UnavailableError("no model is loaded yet");
   }
-  if (name.empty()) return servables_.front();
-  for (const Servable& s : servables_) {
-    if (s.model->name() == name) return s;
+  if (name.empty()) return entries_.front().versions.front();
+  absl::string_view base = name;
+  int64_t version = -1;
+  const size_t at = name.rfind('@');
+  if (at != absl::string_view::npos &&
+      absl::SimpleAtoi(name.substr(at + 1), &version) && version >= 0) {
+    base = name.substr(0, at);
+  } else {
+    version = -1;
+  }
+  for (const Entry& e : entries_) {
+    if (e.name == name) return e.versions.front();
+    if (version < 0 || e.name != base) continue;
+    for (const Servable& s : e.versions) {
+      if (s.version == version) return s;
+    }
   }
   return absl::NotFoundError(absl::StrCat(
-      "model \"", name, "\" is not loaded; loaded: ",
-      absl::StrJoin(servables_, ", ", [](std::string* out, const Servable& s) {
-        out->append(s.model->name());
-      })));
+      "model \"", name, "\" is not loaded; loaded: ", LoadedNames()));
 }
 
 absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Get(
@@ -42,17 +111,18 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Get(
   return s->model;
 }
 
-std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {
+std::vector<Servable> ModelRegistry::List() const {
   MutexLock lock(&mu_);
-  std::vector<std::shared_ptr<const Model>> models;
-  for (const Servable& s : servables_) models.push_back(s.model);
-  return models;
+  std::vector<Servable> all;
+  for (const Entry& e : entries_) {
+    all.insert(all.end(), e.versions.begin(), e.versions.end());
+  }
+  return all;
 }
 
 std::vector<std::shared_ptr<Batcher>> ModelRegistry::Batchers() const {
-  MutexLock lock(&mu_);
   std::vector<std::shared_ptr<Batcher>> batchers;
-  for (const Servable& s : servables_) {
+  for (const Servable& s : List()) {
     if (s.batcher != nullptr) batchers.push_back(s.batcher);
   }
   return batchers;
@@ -60,7 +130,7 @@ std::vector<std::shared_ptr<Batcher>> ModelRegistry::Batchers() const {
 
 std::string ModelRegistry::default_name() const {
   MutexLock lock(&mu_);
-  return servables_.empty() ? "" : servables_.front().model->name();
+  return entries_.empty() ? "" : entries_.front().name;
 }
 
 }  // namespace ctxembed

@@ -15,32 +15,44 @@
 
 namespace ctxembed {
 
-// A loaded model and the batcher that runs it (null: calls run inline).
+// A loaded model version and the batcher that runs it (null: calls run
+// inline).
 struct Servable {
   std::shared_ptr<const Model> model;
   std::shared_ptr<Batcher> batcher;
+  // 0 for a model directory without versions.
+  int64_t version = 0;
 };
 
-// Thread-safe. Readers get a shared_ptr snapshot, so a model stays alive for
-// the requests using it even if the registry's set changes.
+// Thread-safe. Readers get a shared_ptr snapshot, so a model version stays
+// alive for the requests using it even if the registry's set changes.
 class ModelRegistry {
  public:
-  // Adds `model` (with its batcher, which may be null) under its name; the
-  // first model added is the default. ALREADY_EXISTS if a model of that name
-  // is loaded.
+  // Adds `servable` under its model's name; the first name added is the
+  // default. ALREADY_EXISTS if that name and version are loaded.
+  absl::Status Add(Servable servable);
   absl::Status Add(std::shared_ptr<const Model> model,
-                   std::shared_ptr<Batcher> batcher = nullptr);
+                   std::shared_ptr<Batcher> batcher = nullptr) {
+    return Add(Servable{std::move(model), std::move(batcher), 0});
+  }
+  // Makes `servables` (one name, any versions; empty: none) the versions
+  // served under `name`, at once; returns the versions no longer served
+  // (for the caller to drain and release). A new name goes last in the
+  // list (the default model stays the default while it has versions).
+  std::vector<Servable> Publish(const std::string& name,
+                                std::vector<Servable> servables);
 
-  // The model called `name`, or the default one for an empty name.
-  // UNAVAILABLE while no model is loaded; NOT_FOUND (listing the loaded
-  // names) for an unknown name.
+  // The model called `name` (its highest version), "name@version" (that
+  // version), or the default model for an empty name. UNAVAILABLE while no
+  // model is loaded; NOT_FOUND (listing what is loaded) otherwise.
   absl::StatusOr<std::shared_ptr<const Model>> Get(
       absl::string_view name) const;
-  // As Get, with the model's batcher.
+  // As Get, with the model's batcher and version.
   absl::StatusOr<Servable> GetServable(absl::string_view name) const;
 
-  // All loaded models, the default first.
-  std::vector<std::shared_ptr<const Model>> List() const;
+  // All loaded versions, the default model first, each name's versions
+  // from the highest down.
+  std::vector<Servable> List() const;
   // The batchers of all models (for shutdown).
   std::vector<std::shared_ptr<Batcher>> Batchers() const;
 
@@ -48,8 +60,14 @@ class ModelRegistry {
   std::string default_name() const;
 
  private:
+  struct Entry {
+    std::string name;
+    std::vector<Servable> versions;  // highest first; never empty
+  };
+  std::string LoadedNames() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable Mutex mu_;
-  std::vector<Servable> servables_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ctxembed

@@ -172,8 +172,10 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
 }
 
 void RequestHandler::FillEmbedResponse(const v1::EmbedRequest& request,
-                                       const Model& model, EmbedJob& job,
+                                       const Servable& servable, EmbedJob& job,
                                        v1::EmbedResponse* response) {
+  const Model& model = *servable.model;
+  response->set_model_version(servable.version);
   Eigen::MatrixXf& vectors = job.vectors();
   int64_t tokens = 0;
   response->mutable_embeddings()->Reserve(job.size());
@@ -189,8 +191,10 @@ void RequestHandler::FillEmbedResponse(const v1::EmbedRequest& request,
 }
 
 void RequestHandler::FillTokensResponse(const v1::EmbedRequest& request,
-                                        const Model& model, EmbedJob& job,
+                                        const Servable& servable, EmbedJob& job,
                                         v1::EmbedTokensResponse* response) {
+  const Model& model = *servable.model;
+  response->set_model_version(servable.version);
   int64_t tokens = 0;
   for (int i = 0; i < job.size(); ++i) {
     v1::TokenEmbeddings* result = response->add_results();
@@ -281,7 +285,7 @@ absl::Status RequestHandler::Embed(const v1::EmbedRequest& request,
                             Prepare(request, EmbedJob::Kind::kEmbed, stats));
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
                             RunPrepared(prepared));
-  FillEmbedResponse(request, *prepared.servable.model, *job, response);
+  FillEmbedResponse(request, prepared.servable, *job, response);
   return absl::OkStatus();
 }
 
@@ -293,7 +297,7 @@ absl::Status RequestHandler::EmbedTokens(const v1::EmbedRequest& request,
       Prepare(request, EmbedJob::Kind::kEmbedTokens, stats));
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<EmbedJob> job,
                             RunPrepared(prepared));
-  FillTokensResponse(request, *prepared.servable.model, *job, response);
+  FillTokensResponse(request, prepared.servable, *job, response);
   return absl::OkStatus();
 }
 
@@ -339,9 +343,11 @@ absl::StatusOr<PreparedScore> RequestHandler::PrepareScore(
 }
 
 void RequestHandler::FillScoreResponse(
-    const v1::ScoreRequest& request, const Model& model,
+    const v1::ScoreRequest& request, const Servable& servable,
     const std::vector<std::shared_ptr<EmbedJob>>& jobs,
     v1::ScoreResponse* response) {
+  const Model& model = *servable.model;
+  response->set_model_version(servable.version);
   const int n = request.pairs_size();
   Eigen::MatrixXf a, b;
   if (jobs.size() == 1) {
@@ -379,7 +385,7 @@ absl::Status RequestHandler::Score(const v1::ScoreRequest& request,
   auto jobs = MakeWaitedJobs(prepared.specs, prepared.sentences, &outcomes);
   CTXEMBED_RETURN_IF_ERROR(
       RunAndWait(jobs, outcomes, prepared.servable.batcher.get()));
-  FillScoreResponse(request, *prepared.servable.model, jobs, response);
+  FillScoreResponse(request, prepared.servable, jobs, response);
   return absl::OkStatus();
 }
 
@@ -412,14 +418,20 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
 absl::Status RequestHandler::ListModels(
     const v1::ListModelsRequest&, v1::ListModelsResponse* response) const {
   const std::string default_name = registry_->default_name();
-  for (const auto& model : registry_->List()) {
+  bool default_seen = false;
+  for (const Servable& servable : registry_->List()) {
+    const Model* model = servable.model.get();
     v1::ModelInfo* info = response->add_models();
+    info->set_version(servable.version);
+    info->set_state(v1::MODEL_STATE_AVAILABLE);
     info->set_name(model->name());
     info->set_dimension(model->dim());
     info->set_architecture(model->architecture());
     info->set_max_tokens(model->max_tokens());
     info->set_pooling(std::string(PoolingName(model->pooling())));
-    info->set_is_default(model->name() == default_name);
+    // The default model's highest version answers requests that name none.
+    info->set_is_default(!default_seen && model->name() == default_name);
+    default_seen = default_seen || model->name() == default_name;
     info->set_token_dimension(model->token_dim());
     if (model->num_towers() > 1) {
       for (int t = 0; t < model->num_towers(); ++t) {

@@ -83,16 +83,16 @@ class RequestHandler {
                                         EmbedJob::Kind kind,
                                         CallStats* stats) const;
   static void FillEmbedResponse(const v1::EmbedRequest& request,
-                                const Model& model, EmbedJob& job,
+                                const Servable& servable, EmbedJob& job,
                                 v1::EmbedResponse* response);
   static void FillTokensResponse(const v1::EmbedRequest& request,
-                                 const Model& model, EmbedJob& job,
+                                 const Servable& servable, EmbedJob& job,
                                  v1::EmbedTokensResponse* response);
   // The same two halves for Score: `jobs` are PrepareScore's, finished OK.
   absl::StatusOr<PreparedScore> PrepareScore(const v1::ScoreRequest& request,
                                              CallStats* stats) const;
   static void FillScoreResponse(
-      const v1::ScoreRequest& request, const Model& model,
+      const v1::ScoreRequest& request, const Servable& servable,
       const std::vector<std::shared_ptr<EmbedJob>>& jobs,
       v1::ScoreResponse* response);
 

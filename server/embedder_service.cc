@@ -82,8 +82,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   // runs OnDone only after the method handler returns, so the handler
   // itself may still return it).
   void Run(const std::vector<EmbedJob::Spec>& specs,
-           std::vector<std::vector<TokenList>> sentences,
-           std::shared_ptr<const Model> model, Batcher* batcher,
+           std::vector<std::vector<TokenList>> sentences, Servable servable,
            int64_t deadline_micros) {
     const int n = static_cast<int>(specs.size());
     statuses_.resize(n);
@@ -91,18 +90,21 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     std::vector<std::shared_ptr<EmbedJob>> jobs;
     {
       MutexLock lock(&mu_);
-      batcher_ = batcher;
+      // Held until the call is deleted: the batcher (and the model version)
+      // outlive every use this call makes of them, also after a reload.
+      servable_ = servable;
       for (int k = 0; k < n; ++k) {
         jobs_.push_back(std::make_shared<EmbedJob>(
             specs[k], std::move(sentences[k]), deadline_micros,
-            [this, k, model](EmbedJob&, const absl::Status& status) {
-              OnJobDone(k, *model, status);
+            [this, k](EmbedJob&, const absl::Status& status) {
+              OnJobDone(k, status);
             }));
       }
       jobs = jobs_;
     }
     for (const auto& job : jobs) {
-      if (!job->finished()) RunJob(job, batcher);  // a sibling may have failed
+      // A sibling may have failed.
+      if (!job->finished()) RunJob(job, servable.batcher.get());
     }
   }
 
@@ -114,7 +116,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
 
  private:
   // Runs on the thread that ends job k.
-  void OnJobDone(int k, const Model& model, const absl::Status& status) {
+  void OnJobDone(int k, const absl::Status& status) {
     statuses_[k] = status;
     if (!status.ok()) {
       // The first job to fail is the call's cause; the siblings it cancels
@@ -126,9 +128,11 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     // The last job: every other callback is past its last use of `this`.
     std::vector<std::shared_ptr<EmbedJob>> jobs;
+    Servable servable;
     {
       MutexLock lock(&mu_);
       jobs = jobs_;
+      servable = servable_;
     }
     const int failed = first_failed_.load(std::memory_order_acquire);
     const absl::Status result =
@@ -136,13 +140,15 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     if (result.ok()) {
       Response response;
       if constexpr (std::is_same_v<Response, v1::EmbedResponse>) {
-        RequestHandler::FillEmbedResponse(request, model, *jobs[0], &response);
+        RequestHandler::FillEmbedResponse(request, servable, *jobs[0],
+                                          &response);
       } else if constexpr (std::is_same_v<Response, v1::EmbedTokensResponse>) {
-        RequestHandler::FillTokensResponse(request, model, *jobs[0], &response);
+        RequestHandler::FillTokensResponse(request, servable, *jobs[0],
+                                           &response);
       } else {
-        RequestHandler::FillScoreResponse(request, model, jobs, &response);
+        RequestHandler::FillScoreResponse(request, servable, jobs, &response);
       }
-      metrics_->RecordTokens(model.name(), response.usage().tokens());
+      metrics_->RecordTokens(servable.model->name(), response.usage().tokens());
       SerializeResponse(response, out_);
     }
     End(result);
@@ -151,11 +157,11 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   // Cancels every job but `except` (which has ended).
   void CancelJobs(int except) {
     std::vector<std::shared_ptr<EmbedJob>> jobs;
-    Batcher* batcher;
+    std::shared_ptr<Batcher> batcher;
     {
       MutexLock lock(&mu_);
       jobs = jobs_;
-      batcher = batcher_;
+      batcher = servable_.batcher;
     }
     for (int k = 0; k < static_cast<int>(jobs.size()); ++k) {
       if (k != except && !jobs[k]->finished()) batcher->Cancel(jobs[k]);
@@ -178,7 +184,7 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   std::atomic<int> first_failed_{-1};  // index of the first job to fail
   Mutex mu_;
   std::vector<std::shared_ptr<EmbedJob>> jobs_ ABSL_GUARDED_BY(mu_);
-  Batcher* batcher_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Servable servable_ ABSL_GUARDED_BY(mu_);
 };
 
 // One EmbedStream call. Requests are read while fewer than `max_inflight`
@@ -242,7 +248,8 @@ class EmbedStreamReactor
   }
 
   void OnCancel() override {
-    std::vector<std::pair<std::shared_ptr<EmbedJob>, Batcher*>> jobs;
+    std::vector<std::pair<std::shared_ptr<EmbedJob>, std::shared_ptr<Batcher>>>
+        jobs;
     {
       MutexLock lock(&mu_);
       for (auto& [seq, slot] : pending_) {
@@ -269,7 +276,9 @@ class EmbedStreamReactor
   struct Slot {
     std::shared_ptr<v1::EmbedRequest> request;
     std::shared_ptr<EmbedJob> job;
-    Batcher* batcher = nullptr;
+    // Held until the slot is answered, so the batcher outlives a cancel
+    // also after a reload.
+    std::shared_ptr<Batcher> batcher;
     bool done = false;
     absl::Status status;
     grpc::ByteBuffer response;
@@ -314,12 +323,13 @@ class EmbedStreamReactor
             ? handler_->Prepare(*request, EmbedJob::Kind::kEmbed, &stats)
             : absl::StatusOr<PreparedEmbed>(parsed);
     std::shared_ptr<EmbedJob> job;
-    Batcher* batcher = nullptr;
+    std::shared_ptr<Batcher> batcher;
     int64_t seq;
-    std::shared_ptr<const Model> model;
+    // The version that answers (no batcher: the job must not own it).
+    Servable version;
     if (prepared.ok()) {
-      model = prepared->servable.model;
-      batcher = prepared->servable.batcher.get();
+      version = {prepared->servable.model, nullptr, prepared->servable.version};
+      batcher = prepared->servable.batcher;
     }
     Actions actions;
     {
@@ -332,11 +342,12 @@ class EmbedStreamReactor
       slot.batcher = batcher;
       if (prepared.ok()) {
         ++callbacks_;  // released at the end of the job's callback
-        job = MakeJob(*prepared, DeadlineMicros(context_, batcher->clock()),
-                      [this, seq, model](EmbedJob& job, const absl::Status& s) {
-                        OnJobDone(seq, &job, model.get(), s);
-                        ReleaseCallback();
-                      });
+        job =
+            MakeJob(*prepared, DeadlineMicros(context_, batcher->clock()),
+                    [this, seq, version](EmbedJob& job, const absl::Status& s) {
+                      OnJobDone(seq, &job, &version, s);
+                      ReleaseCallback();
+                    });
         slot.job = job;
       }
       // The next read starts before the job can end the stream.
@@ -346,12 +357,12 @@ class EmbedStreamReactor
     if (!prepared.ok()) {
       OnJobDone(seq, nullptr, nullptr, prepared.status());
     } else {
-      RunJob(job, batcher);
+      RunJob(job, batcher.get());
     }
   }
 
   // Runs on the thread that finished the job.
-  void OnJobDone(int64_t seq, EmbedJob* job, const Model* model,
+  void OnJobDone(int64_t seq, EmbedJob* job, const Servable* version,
                  absl::Status status) {
     std::shared_ptr<v1::EmbedRequest> request;
     std::chrono::steady_clock::time_point start;
@@ -363,8 +374,8 @@ class EmbedStreamReactor
     grpc::ByteBuffer response;
     if (status.ok()) {
       v1::EmbedResponse out;
-      RequestHandler::FillEmbedResponse(*request, *model, *job, &out);
-      metrics_->RecordTokens(model->name(), out.usage().tokens());
+      RequestHandler::FillEmbedResponse(*request, *version, *job, &out);
+      metrics_->RecordTokens(version->model->name(), out.usage().tokens());
       SerializeResponse(out, &response);
     }
     status = WithRequestId(status, request->request_id());
@@ -548,11 +559,11 @@ grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
     call->Reject(prepared.status(), stats);
     return call;
   }
-  Batcher* batcher = prepared->servable.batcher.get();
+  const Clock* clock = prepared->servable.batcher->clock();
   std::vector<std::vector<TokenList>> sentences;
   sentences.push_back(std::move(prepared->sentences));
-  call->Run({prepared->spec}, std::move(sentences), prepared->servable.model,
-            batcher, DeadlineMicros(context, batcher->clock()));
+  call->Run({prepared->spec}, std::move(sentences), prepared->servable,
+            DeadlineMicros(context, clock));
   return call;
 }
 
@@ -595,10 +606,9 @@ grpc::ServerUnaryReactor* EmbedderService::Score(
     call->Reject(prepared.status(), stats);
     return call;
   }
-  Batcher* batcher = prepared->servable.batcher.get();
-  call->Run(prepared->specs, std::move(prepared->sentences),
-            prepared->servable.model, batcher,
-            DeadlineMicros(context, batcher->clock()));
+  const Clock* clock = prepared->servable.batcher->clock();
+  call->Run(prepared->specs, std::move(prepared->sentences), prepared->servable,
+            DeadlineMicros(context, clock));
   return call;
 }
 

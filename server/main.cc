@@ -66,6 +66,13 @@ ABSL_FLAG(int64_t, drain_timeout_ms, 10000,
 ABSL_FLAG(int64_t, lame_duck_ms, 0,
           "on SIGTERM, how long to go on serving with health NOT_SERVING "
           "before the drain, so clients that watch health move away first");
+ABSL_FLAG(std::string, model_version_policy, "latest",
+          "for a --model_dir of numbered version directories: serve the "
+          "highest version that loads (latest), or every version (all; "
+          "requests name one as model@version)");
+ABSL_FLAG(int64_t, model_poll_interval_ms, 2000,
+          "how often the model directories are rescanned for new or removed "
+          "versions; 0: only on SIGHUP");
 ABSL_FLAG(bool, batching, true,
           "gather concurrent requests into batches; false runs each request "
           "as a batch of its own (still queued, admitted and timed)");
@@ -124,13 +131,15 @@ absl::Status ApplyEnvironment() {
   return absl::OkStatus();
 }
 
-// Blocks the shutdown signals in this thread and every thread it starts, so
-// that main() can take them synchronously with sigwait().
+// Blocks the shutdown signals (and SIGHUP, a model rescan) in this thread
+// and every thread it starts, so that main() can take them synchronously
+// with sigwait().
 sigset_t BlockShutdownSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }
@@ -163,6 +172,21 @@ int main(int argc, char** argv) {
   options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
   options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
+  const std::string policy = absl::GetFlag(FLAGS_model_version_policy);
+  if (policy == "latest") {
+    options.model_version_policy =
+        ctxembed::EmbeddingServer::Options::VersionPolicy::kLatest;
+  } else if (policy == "all") {
+    options.model_version_policy =
+        ctxembed::EmbeddingServer::Options::VersionPolicy::kAll;
+  } else {
+    return Fail(absl::StrCat("--model_version_policy: \"", policy,
+                             "\" is neither latest nor all"));
+  }
+  options.model_poll_interval_ms = absl::GetFlag(FLAGS_model_poll_interval_ms);
+  if (options.model_poll_interval_ms < 0) {
+    return Fail("--model_poll_interval_ms is negative");
+  }
   options.batching = absl::GetFlag(FLAGS_batching);
   options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);
   options.batch.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
@@ -210,8 +234,12 @@ int main(int argc, char** argv) {
           : (options.tls.client_ca_file.empty() ? " tls" : " mtls"),
       options.api_keys_file.empty() ? "" : " api_keys");
 
+  (*server)->StartReloading();
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ctxembed::LogInfo("received SIGHUP; rescanning the model directories");
+    (*server)->RequestReload();
+  }
   ctxembed::LogInfo("received ", strsignal(signal_number),
                     "; draining for up to ", options.drain_timeout_ms, " ms");
   (*server)->Shutdown();

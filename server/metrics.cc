@@ -114,6 +114,18 @@ ServerMetrics::ServerMetrics(prometheus::Registry* registry) {
                        "(overloaded, deadline, cancelled, invalid, "
                        "unavailable).")
                    .Register(*registry);
+  model_reloads_ = &prometheus::BuildCounter()
+                        .Name("ctxembed_model_reloads_total")
+                        .Help(
+                            "Model versions loaded, refused (failed) or "
+                            "unloaded after the server started its first.")
+                        .Register(*registry);
+  model_version_ = &prometheus::BuildGauge()
+                        .Name("ctxembed_model_version")
+                        .Help(
+                            "The version of each model being served (the "
+                            "highest when several are; 0: no versions).")
+                        .Register(*registry);
   for (int m = 0; m < kNumMethods; ++m) {
     const char* name = MethodName(static_cast<Method>(m));
     ok_requests_[m] = &requests_->Add({{"method", name}, {"code", "OK"}});
@@ -212,13 +224,40 @@ void ServerMetrics::RecordInference(const std::string& model, double seconds,
 void ServerMetrics::RecordModelLoaded(const std::string& model,
                                       const std::string& architecture, int dim,
                                       double load_seconds) {
-  model_info_
-      ->Add({{"model", model},
-             {"architecture", architecture},
-             {"dim", std::to_string(dim)}})
-      .Set(1);
+  prometheus::Gauge* info = &model_info_->Add({{"model", model},
+                                               {"architecture", architecture},
+                                               {"dim", std::to_string(dim)}});
+  info->Set(1);
+  {
+    MutexLock lock(&mu_);
+    prometheus::Gauge*& current = model_info_series_[model];
+    if (current != nullptr && current != info) model_info_->Remove(current);
+    current = info;
+  }
   model_load_seconds_->Add({{"model", model}}).Set(load_seconds);
   ModelSeries(model);  // so the model's series exist before its first call
+}
+
+void ServerMetrics::RecordReload(const std::string& model, const char* result) {
+  model_reloads_->Add({{"model", model}, {"result", result}}).Increment();
+}
+
+void ServerMetrics::SetModelVersion(const std::string& model, int64_t version) {
+  MutexLock lock(&mu_);
+  auto it = model_version_series_.find(model);
+  if (version < 0) {
+    if (it != model_version_series_.end()) {
+      model_version_->Remove(it->second);
+      model_version_series_.erase(it);
+    }
+    return;
+  }
+  if (it == model_version_series_.end()) {
+    it = model_version_series_
+             .emplace(model, &model_version_->Add({{"model", model}}))
+             .first;
+  }
+  it->second->Set(static_cast<double>(version));
 }
 
 }  // namespace ctxembed

@@ -73,6 +73,12 @@ class ServerMetrics {
   BatchObserver* ForModel(const std::string& model);
   void AddInflight(double delta) { inflight_->Increment(delta); }
   // Publishes a loaded model's info and load time.
+  // A version loaded, failed to load or unloaded (result "loaded",
+  // "failed", "unloaded").
+  void RecordReload(const std::string& model, const char* result);
+  // The version served (the highest when several are); negative removes
+  // the series (the model is gone).
+  void SetModelVersion(const std::string& model, int64_t version);
   void RecordModelLoaded(const std::string& model,
                          const std::string& architecture, int dim,
                          double load_seconds);
@@ -124,6 +130,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* queue_depth_;
   prometheus::Family<prometheus::Gauge>* queue_capacity_;
   prometheus::Family<prometheus::Counter>* rejected_;
+  prometheus::Family<prometheus::Counter>* model_reloads_;
+  prometheus::Family<prometheus::Gauge>* model_version_;
   prometheus::Gauge* inflight_;
   std::array<prometheus::Counter*, kNumMethods> ok_requests_;
   std::array<prometheus::Histogram*, kNumMethods> durations_;
@@ -131,6 +139,12 @@ class ServerMetrics {
   Mutex mu_;
   // node_hash_map: RecordInference keeps a reference after unlocking.
   absl::node_hash_map<std::string, PerModel> per_model_ ABSL_GUARDED_BY(mu_);
+  // Each model's ctxembed_model_info and ctxembed_model_version series, so
+  // a new version's labels replace the old ones.
+  absl::node_hash_map<std::string, prometheus::Gauge*> model_info_series_
+      ABSL_GUARDED_BY(mu_);
+  absl::node_hash_map<std::string, prometheus::Gauge*> model_version_series_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ctxembed

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "inference/model_versions.h"
 #include "model/kernels.h"
 #include "model/status_macros.h"
 #include "scheduling/clock.h"
@@ -162,10 +164,20 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
 
 EmbeddingServer::~EmbeddingServer() { Shutdown(); }
 
-absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
+// A --model_dir entry and the versions of it being served.
+struct EmbeddingServer::ModelSource {
+  std::string path;
+  bool versioned = false;
+  std::string name;                       // empty until a version has loaded
+  std::map<int64_t, Servable> served;     // by version
+  std::map<int64_t, std::string> failed;  // version -> fingerprint that failed
+};
+
+absl::StatusOr<Servable> EmbeddingServer::LoadVersion(const std::string& dir,
+                                                      int64_t version) {
   const auto start = std::chrono::steady_clock::now();
   CTXEMBED_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model,
-                            Model::Load(model_dir));
+                            Model::Load(dir));
   // A message limit below one answer for one input of max_tokens tokens
   // would refuse every long input: refused here instead.
   for (int i = 0; i < model->num_towers(); ++i) {
@@ -192,21 +204,25 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
       std::unique_ptr<Batcher> batcher,
       Batcher::Create(b, RunEmbedBatch, metrics_.ForModel(model->name()),
                       scheduler_));
-  metrics_.SetQueueCapacity(model->name(), b.queue.max_queue_sentences);
-  CTXEMBED_RETURN_IF_ERROR(models_.Add(model, std::move(batcher)));
-  // Warm-up: one pass through every code path a request takes.
+  Servable servable{model, std::move(batcher), version};
+  // Warm-up, before the version is published: one pass through every code
+  // path a request takes, on a registry of its own.
+  ModelRegistry staging;
+  CTXEMBED_RETURN_IF_ERROR(staging.Add(servable));
+  RequestHandler warm_handler(handler_.options(), &staging);
   v1::EmbedRequest warm;
   warm.add_inputs("warm up the model");
   warm.set_truncate(true);
-  warm.set_model(model->name());
   v1::EmbedResponse response;
   CallStats stats;
-  CTXEMBED_RETURN_IF_ERROR(handler_.Embed(warm, &response, &stats));
+  CTXEMBED_RETURN_IF_ERROR(warm_handler.Embed(warm, &response, &stats));
   const double seconds = SecondsSince(start);
+  metrics_.SetQueueCapacity(model->name(), b.queue.max_queue_sentences);
   metrics_.RecordModelLoaded(model->name(), std::string(model->architecture()),
                              model->dim(), seconds);
-  LogInfo("loaded model \"", model->name(), "\" from ", model_dir, ": ",
-          model->architecture(), ", dim ", model->dim(), ", ",
+  LogInfo("loaded model \"", model->name(), "\"",
+          version == 0 ? "" : absl::StrCat(" version ", version), " from ", dir,
+          ": ", model->architecture(), ", dim ", model->dim(), ", ",
           model->word_vectors().vocab_size(), " words (",
           model->word_vectors().format(), "), in ", seconds, " s",
           model->config().precision == Precision::kBf16
@@ -215,7 +231,181 @@ absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
                      : "; bf16 weights on the fp32 kernel (this CPU has no "
                        "AVX512_BF16)")
               : "");
+  return servable;
+}
+
+absl::Status EmbeddingServer::LoadModel(const std::string& model_dir) {
+  MutexLock lock(&reload_mu_);
+  auto source = std::make_unique<ModelSource>();
+  source->path = model_dir;
+  CTXEMBED_RETURN_IF_ERROR(SyncSource(*source, /*startup=*/true));
+  sources_.push_back(std::move(source));
   return absl::OkStatus();
+}
+
+absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
+  absl::StatusOr<ModelVersionList> listed =
+      ListModelVersions(source.path, !startup && source.versioned);
+  if (!listed.ok()) {
+    if (startup) return listed.status();
+    listed = ModelVersionList{source.versioned, {}};  // the entry is gone
+  }
+  if (startup) source.versioned = listed->versioned;
+  if (!source.versioned && !startup) return absl::OkStatus();  // loaded once
+  const bool all =
+      options_.model_version_policy == Options::VersionPolicy::kAll;
+  std::map<int64_t, Servable> serve;
+  absl::Status first_error;
+  std::vector<std::string> refusals;
+  // Highest first: under "latest", the highest version that loads.
+  for (auto it = listed->versions.rbegin(); it != listed->versions.rend();
+       ++it) {
+    const ModelVersionDir& dir = *it;
+    if (auto s = source.served.find(dir.version); s != source.served.end()) {
+      serve[dir.version] = s->second;
+    } else {
+      const std::string fingerprint = DirectoryFingerprint(dir.path);
+      auto f = source.failed.find(dir.version);
+      if (f != source.failed.end() && f->second == fingerprint) continue;
+      absl::StatusOr<Servable> loaded = LoadVersion(dir.path, dir.version);
+      if (loaded.ok() && !source.name.empty() &&
+          loaded->model->name() != source.name) {
+        loaded = absl::InvalidArgumentError(
+            absl::StrCat(dir.path, "/config.json: names the model \"",
+                         loaded->model->name(), "\"; the other versions in ",
+                         source.path, " name it \"", source.name, "\""));
+      }
+      if (loaded.ok() && source.name.empty()) {
+        // A name another entry serves is refused.
+        for (const auto& other : sources_) {
+          if (other.get() != &source && other->name == loaded->model->name()) {
+            loaded = absl::AlreadyExistsError(
+                absl::StrCat("a model named \"", loaded->model->name(),
+                             "\" is loaded (from ", other->path, ")"));
+          }
+        }
+      }
+      if (!loaded.ok()) {
+        source.failed[dir.version] = fingerprint;
+        if (first_error.ok()) first_error = loaded.status();
+        const std::string name =
+            source.name.empty() ? source.path : source.name;
+        metrics_.RecordReload(name, "failed");
+        refusals.push_back(
+            absl::StrCat("model ", source.path, " version ", dir.version,
+                         " refused: ", loaded.status().message()));
+        continue;
+      }
+      source.failed.erase(dir.version);
+      source.name = loaded->model->name();
+      metrics_.RecordReload(source.name, "loaded");
+      serve[dir.version] = *std::move(loaded);
+    }
+    if (!all) break;
+  }
+  // Fingerprints of versions that are gone are forgotten.
+  for (auto f = source.failed.begin(); f != source.failed.end();) {
+    const bool present = std::any_of(
+        listed->versions.begin(), listed->versions.end(),
+        [&](const ModelVersionDir& d) { return d.version == f->first; });
+    f = present ? std::next(f) : source.failed.erase(f);
+  }
+  if (startup && serve.empty()) {  // the caller reports it, in one line
+    if (!first_error.ok()) return first_error;
+    return absl::NotFoundError(
+        absl::StrCat(source.path, ": no version directories"));
+  }
+  for (const std::string& refusal : refusals) LogError(refusal);
+  const bool unchanged =
+      serve.size() == source.served.size() &&
+      std::equal(serve.begin(), serve.end(), source.served.begin(),
+                 [](const auto& a, const auto& b) {
+                   return a.first == b.first &&
+                          a.second.model == b.second.model;
+                 });
+  if (unchanged) return absl::OkStatus();
+  if (source.name.empty()) return absl::OkStatus();  // nothing ever loaded
+  std::vector<Servable> publish;
+  for (const auto& [version, servable] : serve) publish.push_back(servable);
+  if (publish.empty()) {
+    LogInfo("model \"", source.name, "\" has no versions left in ", source.path,
+            "; unloading it");
+  }
+  std::vector<Servable> retired = models_.Publish(source.name, publish);
+  for (Servable& old : retired) {
+    metrics_.RecordReload(source.name, "unloaded");
+    LogInfo("model \"", source.name, "\" version ", old.version,
+            " replaced; released when its last request is done");
+    retired_.push_back(std::move(old));
+  }
+  source.served = std::move(serve);
+  metrics_.SetModelVersion(
+      source.name, source.served.empty() ? -1 : source.served.rbegin()->first);
+  return absl::OkStatus();
+}
+
+void EmbeddingServer::ReleaseRetired() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    // The registry no longer hands the version out, so once no call holds
+    // its batcher none will again: drain what is queued and release it.
+    if (it->batcher.use_count() > 1) {
+      ++it;
+      continue;
+    }
+    it->batcher->Shutdown(options_.drain_timeout_ms * 1000);
+    LogInfo("model \"", it->model->name(), "\" version ", it->version,
+            " released");
+    it = retired_.erase(it);
+  }
+}
+
+void EmbeddingServer::ReloadNow() {
+  MutexLock lock(&reload_mu_);
+  for (auto& source : sources_) {
+    SyncSource(*source, /*startup=*/false).IgnoreError();
+  }
+  ReleaseRetired();
+}
+
+void EmbeddingServer::RequestReload() {
+  MutexLock lock(&poll_mu_);
+  reload_requested_ = true;
+  poll_cv_.SignalAll();
+}
+
+void EmbeddingServer::StartReloading() {
+  MutexLock lock(&poll_mu_);
+  if (poller_.joinable() || stop_polling_) return;
+  poller_ = std::thread([this] { PollLoop(); });
+}
+
+void EmbeddingServer::PollLoop() {
+  const int64_t interval = options_.model_poll_interval_ms;
+  auto next_scan = std::chrono::steady_clock::now();
+  while (true) {
+    bool scan = false;
+    {
+      MutexLock lock(&poll_mu_);
+      // Retired versions are looked at often; directories at the interval.
+      const absl::Duration tick = absl::Milliseconds(
+          interval > 0 ? std::min<int64_t>(interval, 50) : 50);
+      if (!stop_polling_ && !reload_requested_) {
+        poll_cv_.WaitWithTimeout(&poll_mu_, tick);
+      }
+      if (stop_polling_) return;
+      scan = reload_requested_ ||
+             (interval > 0 && std::chrono::steady_clock::now() >= next_scan);
+      reload_requested_ = false;
+    }
+    if (scan) {
+      ReloadNow();
+      next_scan = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(interval);
+    } else {
+      MutexLock lock(&reload_mu_);
+      ReleaseRetired();
+    }
+  }
 }
 
 void EmbeddingServer::SetServing(bool serving) {
@@ -238,6 +428,12 @@ void EmbeddingServer::Shutdown() {
     }
     shut_down_ = true;
   }
+  {
+    MutexLock lock(&poll_mu_);
+    stop_polling_ = true;
+    poll_cv_.SignalAll();
+  }
+  if (poller_.joinable()) poller_.join();
   // After this, health answers NOT_SERVING and ignores further updates.
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   if (health_server_ != nullptr) {
@@ -277,7 +473,12 @@ void EmbeddingServer::Shutdown() {
   // Refuse new work; what is still queued fails with UNAVAILABLE now (all
   // batchers at once, on the shared workers).
   std::vector<std::thread> drains;
-  for (const auto& batcher : models_.Batchers()) {
+  std::vector<std::shared_ptr<Batcher>> batchers = models_.Batchers();
+  {
+    MutexLock lock(&reload_mu_);  // versions replaced and still draining
+    for (const Servable& old : retired_) batchers.push_back(old.batcher);
+  }
+  for (const auto& batcher : batchers) {
     drains.emplace_back([batcher] { batcher->Shutdown(0); });
   }
   for (auto& t : drains) t.join();

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "inference/model_registry.h"
@@ -24,7 +26,14 @@
 namespace ctxembed {
 
 // Thread-safe. Lifecycle: Start -> LoadModel (one or more) -> SetServing ->
-// ... -> Shutdown. The destructor shuts down if Shutdown was not called.
+// StartReloading -> ... -> Shutdown. The destructor shuts down if Shutdown
+// was not called.
+//
+// Reload: each rescan loads a new version (and warms it up) beside the one
+// serving, then swaps them at once; requests already holding the old version
+// finish on it, and its batcher is drained and released once the last of
+// them is done. A version that fails to load is refused (logged with the
+// startup message, counted) and the previous one keeps serving.
 class EmbeddingServer {
  public:
   struct Options {
@@ -45,6 +54,13 @@ class EmbeddingServer {
     // drain, so that clients which watch health (gRPC client-side health
     // checking) stop sending first.
     int64_t lame_duck_ms = 0;
+    // Which versions of a versioned model directory are served: the
+    // highest (kLatest), or every one (kAll; "name@version" picks one).
+    enum class VersionPolicy { kLatest, kAll };
+    VersionPolicy model_version_policy = VersionPolicy::kLatest;
+    // How often the model directories are rescanned for new, changed or
+    // removed versions (0: only on RequestReload).
+    int64_t model_poll_interval_ms = 2000;
     // Dynamic batching (per model); false runs every call as a batch of its
     // own, still through the scheduler (queue limits, deadlines, metrics).
     bool batching = true;
@@ -93,7 +109,18 @@ class EmbeddingServer {
   // Loads the model in `model_dir`, warms it up and makes it servable (the
   // first one loaded is the default). Returns the loader's error, which
   // names the file and the problem.
+  // Loads a --model_dir entry: a model directory, or a versioned one (see
+  // inference/model_versions.h), whose versions the policy selects; at
+  // least one must load.
   absl::Status LoadModel(const std::string& model_dir);
+
+  // Starts rescanning the model directories every model_poll_interval_ms
+  // (and on RequestReload).
+  void StartReloading();
+  // Rescans at once (SIGHUP), without waiting for the rescan.
+  void RequestReload();
+  // Rescans now, on the calling thread; for tests (one rescan at a time).
+  void ReloadNow();
 
   // Sets grpc.health.v1 status "" and "ctxembed.v1.Embedder".
   void SetServing(bool serving);
@@ -115,6 +142,16 @@ class EmbeddingServer {
  private:
   EmbeddingServer(const Options& options, std::unique_ptr<ApiKeys> api_keys);
 
+  struct ModelSource;
+  // Loads one version and warms it up, without publishing it.
+  absl::StatusOr<Servable> LoadVersion(const std::string& dir, int64_t version);
+  // Brings `source`'s served versions in line with its directory.
+  absl::Status SyncSource(ModelSource& source, bool startup)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // Releases retired versions no request holds any more.
+  void ReleaseRetired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  void PollLoop();
+
   // Constant after Start.
   const Options options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -129,6 +166,18 @@ class EmbeddingServer {
   std::unique_ptr<grpc::Server> health_server_;  // --health_address
   int grpc_port_ = 0;
   int health_port_ = 0;
+
+  // One load or rescan at a time.
+  Mutex reload_mu_;
+  std::vector<std::unique_ptr<ModelSource>> sources_
+      ABSL_GUARDED_BY(reload_mu_);
+  // Versions no longer served, released once no request holds them.
+  std::vector<Servable> retired_ ABSL_GUARDED_BY(reload_mu_);
+  std::thread poller_;
+  Mutex poll_mu_;
+  CondVar poll_cv_;
+  bool reload_requested_ ABSL_GUARDED_BY(poll_mu_) = false;
+  bool stop_polling_ ABSL_GUARDED_BY(poll_mu_) = false;
 
   Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;  // Shutdown has begun

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -462,6 +463,139 @@ TEST_F(EndToEndTest, ShutdownRefusesNewCalls) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   const grpc::Status s = stub_->Embed(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+}
+
+// Copies golden model `src` into `dst`, naming the model `name`.
+void CopyModel(const std::string& src, const std::filesystem::path& dst,
+               const std::string& name) {
+  namespace fs = std::filesystem;
+  const fs::path staging = dst.string() + ".partial";
+  fs::copy(testing::GoldenDir() + "/models/" + src, staging);
+  std::string config;
+  {
+    std::ifstream in(staging / "config.json");
+    config.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string from = "\"name\": \"" + src + "\"";
+  config.replace(config.find(from), from.size(), "\"name\": \"" + name + "\"");
+  std::ofstream(staging / "config.json") << config;
+  fs::rename(staging, dst);
+}
+
+// Versions swapped (8 and 12 dimensions in turn) while clients call every
+// batched method and cancel some calls mid-flight: every call ends OK (with
+// the dimension of the version it names) or CANCELLED when its client
+// cancelled, and every replaced version is released. Run under ASan: a
+// batcher released while a call still holds it would be a use after free.
+TEST_F(EndToEndTest, VersionsSwapUnderLoadWithoutFailedCalls) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() /
+                       ("ctxembed_e2e_versions_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto dim_of = [](int64_t version) { return version % 2 == 1 ? 8 : 12; };
+  auto src_of = [](int64_t version) {
+    return version % 2 == 1 ? "sg_d8" : "cbow_d12";
+  };
+  CopyModel(src_of(1), dir / "1", "m");
+  auto options = DefaultOptions();
+  options.model_poll_interval_ms = 0;  // rescans only when the test says
+  StartServer(options);
+  ASSERT_TRUE(server_->LoadModel(dir.string()).ok());
+  server_->SetServing(true);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, cancelled{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  auto fail = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu);
+    failures.push_back(what);
+  };
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 6; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 rng(c);
+      for (int i = 0; i < 100000 && !stop.load(); ++i) {
+        grpc::ClientContext ctx;
+        const bool cancel = rng() % 8 == 0;
+        std::thread canceller;
+        if (cancel) canceller = std::thread([&ctx] { ctx.TryCancel(); });
+        grpc::Status s;
+        int64_t version = 0;
+        int dim = 0;
+        if (c % 3 == 0) {
+          v1::EmbedRequest req;
+          req.add_inputs("the dog bit the man");
+          req.add_inputs("a b c");
+          v1::EmbedResponse resp;
+          s = stub_->Embed(&ctx, req, &resp);
+          version = resp.model_version();
+          if (s.ok()) dim = resp.embeddings(1).values_size();
+        } else if (c % 3 == 1) {
+          v1::ScoreRequest req;
+          auto* pair = req.add_pairs();
+          pair->set_a("the dog");
+          pair->set_b("the man");
+          v1::ScoreResponse resp;
+          s = stub_->Score(&ctx, req, &resp);
+          version = resp.model_version();
+          dim = s.ok() ? dim_of(version) : 0;
+        } else {
+          auto stream = stub_->EmbedStream(&ctx);
+          v1::EmbedRequest req;
+          req.add_inputs("the cat");
+          for (int k = 0; k < 3; ++k) stream->Write(req);
+          stream->WritesDone();
+          v1::EmbedResponse resp;
+          while (stream->Read(&resp)) {
+            if (resp.embeddings(0).values_size() !=
+                dim_of(resp.model_version()))
+              fail("stream: wrong dimension");
+          }
+          s = stream->Finish();
+          version = resp.model_version();
+          dim = s.ok() ? dim_of(version) : 0;
+        }
+        if (canceller.joinable()) canceller.join();
+        if (s.ok()) {
+          ++ok;
+          if (dim != dim_of(version)) {
+            fail("version " + std::to_string(version) + ": dimension " +
+                 std::to_string(dim));
+          }
+        } else if (cancel && s.error_code() == grpc::StatusCode::CANCELLED) {
+          ++cancelled;
+        } else {
+          fail(std::to_string(s.error_code()) + ": " + s.error_message());
+        }
+      }
+    });
+  }
+  for (int v = 2; v <= 11; ++v) {
+    CopyModel(src_of(v), dir / std::to_string(v), "m");
+    if (v % 3 == 0) fs::remove_all(dir / std::to_string(v - 2));
+    server_->ReloadNow();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_THAT(failures, ::testing::IsEmpty());
+  EXPECT_GT(ok.load(), 0);
+  std::printf("ok %d, cancelled by the client %d\n", ok.load(),
+              cancelled.load());
+  // With the calls done, a rescan releases every replaced version.
+  server_->ReloadNow();
+  v1::ListModelsResponse models;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListModels(&ctx, v1::ListModelsRequest(), &models).ok());
+  }
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).version(), 11);
+  EXPECT_EQ(models.models(0).dimension(), 8);
+  server_->Shutdown();
+  fs::remove_all(dir);
 }
 
 // Threads of this process that carry its name: the ones ctxembed and the
