@@ -5,8 +5,10 @@
 // Exit status: 0 after a clean shutdown (SIGTERM or SIGINT); 1 if the
 // options are bad, a port cannot be bound or a model does not load, with one
 // line on stderr naming the file and the problem.
+#include <malloc.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -73,6 +75,11 @@ ABSL_FLAG(std::string, model_version_policy, "latest",
 ABSL_FLAG(int64_t, model_poll_interval_ms, 2000,
           "how often the model directories are rescanned for new or removed "
           "versions; 0: only on SIGHUP");
+ABSL_FLAG(int64_t, malloc_mmap_threshold_bytes, 4 << 20,
+          "allocations this large (large weight matrices; not a batch's "
+          "buffers) get their own memory mapping, returned to the system "
+          "when freed, so a replaced model version's memory goes back; 0 "
+          "keeps glibc's adaptive threshold");
 ABSL_FLAG(bool, batching, true,
           "gather concurrent requests into batches; false runs each request "
           "as a batch of its own (still queued, admitted and timed)");
@@ -155,6 +162,14 @@ int main(int argc, char** argv) {
   }
   absl::ParseCommandLine(argc, argv);
   const sigset_t signals = BlockShutdownSignals();
+  // glibc raises its mmap threshold each time a mapped block is freed, so
+  // after the first model is replaced the next ones' weights land in the
+  // heap, which keeps freed pages: a fixed threshold returns them.
+  if (const int64_t bytes = absl::GetFlag(FLAGS_malloc_mmap_threshold_bytes);
+      bytes > 0) {
+    mallopt(M_MMAP_THRESHOLD,
+            static_cast<int>(std::min<int64_t>(bytes, 32 << 20)));
+  }
 
   const std::vector<std::string> model_dirs = absl::GetFlag(FLAGS_model_dir);
   if (model_dirs.empty()) return Fail("no --model_dir given");

@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -345,6 +346,7 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
 }
 
 void EmbeddingServer::ReleaseRetired() {
+  bool released = false;
   for (auto it = retired_.begin(); it != retired_.end();) {
     // The registry no longer hands the version out, so once no call holds
     // its batcher none will again: drain what is queued and release it.
@@ -356,7 +358,11 @@ void EmbeddingServer::ReleaseRetired() {
     LogInfo("model \"", it->model->name(), "\" version ", it->version,
             " released");
     it = retired_.erase(it);
+    released = true;
   }
+  // The version's weights went back to the allocator; glibc keeps freed
+  // heap pages mapped unless asked to return them.
+  if (released) malloc_trim(0);
 }
 
 void EmbeddingServer::ReloadNow() {
