@@ -40,23 +40,26 @@ absl::Status ModelRegistry::Add(Servable servable) {
   return absl::OkStatus();
 }
 
-std::vector<Servable> ModelRegistry::Publish(const std::string& name,
-                                             std::vector<Servable> servables) {
+int ModelRegistry::Publish(const std::string& name,
+                           std::vector<Servable> servables) {
   SortHighestFirst(&servables);
-  std::vector<Servable> retired;
   MutexLock lock(&mu_);
   auto it = std::find_if(entries_.begin(), entries_.end(),
                          [&](const Entry& e) { return e.name == name; });
   if (it == entries_.end()) {
     if (!servables.empty()) entries_.push_back({name, std::move(servables)});
-    return retired;
+    return 0;
   }
+  int retired = 0;
   for (Servable& old : it->versions) {
     const bool kept =
         std::any_of(servables.begin(), servables.end(), [&](const Servable& s) {
           return s.version == old.version && s.model == old.model;
         });
-    if (!kept) retired.push_back(std::move(old));
+    if (!kept) {
+      unloading_.push_back(std::move(old));
+      ++retired;
+    }
   }
   if (servables.empty()) {
     entries_.erase(it);
@@ -64,6 +67,27 @@ std::vector<Servable> ModelRegistry::Publish(const std::string& name,
     it->versions = std::move(servables);
   }
   return retired;
+}
+
+std::vector<Servable> ModelRegistry::TakeUnused() {
+  std::vector<Servable> unused;
+  MutexLock lock(&mu_);
+  for (auto it = unloading_.begin(); it != unloading_.end();) {
+    // No longer handed out, so once only this list holds the batcher, no
+    // one will again. (Inline servables, without a batcher, go at once.)
+    if (it->batcher != nullptr && it->batcher.use_count() > 1) {
+      ++it;
+      continue;
+    }
+    unused.push_back(std::move(*it));
+    it = unloading_.erase(it);
+  }
+  return unused;
+}
+
+std::vector<Servable> ModelRegistry::Unloading() const {
+  MutexLock lock(&mu_);
+  return unloading_;
 }
 
 std::string ModelRegistry::LoadedNames() const {
@@ -122,7 +146,9 @@ std::vector<Servable> ModelRegistry::List() const {
 
 std::vector<std::shared_ptr<Batcher>> ModelRegistry::Batchers() const {
   std::vector<std::shared_ptr<Batcher>> batchers;
-  for (const Servable& s : List()) {
+  std::vector<Servable> all = List();
+  for (Servable& s : Unloading()) all.push_back(std::move(s));
+  for (const Servable& s : all) {
     if (s.batcher != nullptr) batchers.push_back(s.batcher);
   }
   return batchers;

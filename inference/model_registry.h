@@ -36,11 +36,17 @@ class ModelRegistry {
     return Add(Servable{std::move(model), std::move(batcher), 0});
   }
   // Makes `servables` (one name, any versions; empty: none) the versions
-  // served under `name`, at once; returns the versions no longer served
-  // (for the caller to drain and release). A new name goes last in the
-  // list (the default model stays the default while it has versions).
-  std::vector<Servable> Publish(const std::string& name,
-                                std::vector<Servable> servables);
+  // served under `name`, at once. The versions no longer served stay
+  // listed as unloading until TakeUnused hands them out; returns how many.
+  // A new name goes last in the list (the default model stays the default
+  // while it has versions).
+  int Publish(const std::string& name, std::vector<Servable> servables);
+  // The unloading versions no request holds any more (their batcher has no
+  // other owner: calls hold it until they end), for the caller to drain and
+  // release; they leave the list.
+  std::vector<Servable> TakeUnused();
+  // Versions replaced or removed and still held by requests.
+  std::vector<Servable> Unloading() const;
 
   // The model called `name` (its highest version), "name@version" (that
   // version), or the default model for an empty name. UNAVAILABLE while no
@@ -68,6 +74,7 @@ class ModelRegistry {
 
   mutable Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<Servable> unloading_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ctxembed

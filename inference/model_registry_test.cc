@@ -44,29 +44,43 @@ TEST(ModelRegistryTest, VersionsByNameAndByNameAtVersion) {
   EXPECT_EQ(registry.default_name(), "sg_d8");
 }
 
-TEST(ModelRegistryTest, PublishSwapsVersionsAtOnceAndReturnsTheRetired) {
+TEST(ModelRegistryTest, PublishSwapsVersionsAtOnceAndKeepsTheOldUntilUnused) {
   ModelRegistry registry;
   auto a = Load("sg_d8"), b = Load("cbow_d12");
-  ASSERT_TRUE(registry.Add({a, nullptr, 1}).ok());
+  auto batcher = [] {
+    auto made = Batcher::Create(
+        {}, [](Batch&) {}, nullptr);
+    EXPECT_TRUE(made.ok());
+    return std::shared_ptr<Batcher>(std::move(*made));
+  };
+  ASSERT_TRUE(registry.Add({a, batcher(), 1}).ok());
   ASSERT_TRUE(registry.Add({b, nullptr, 0}).ok());
-  // A reader's snapshot outlives the swap.
-  const Servable held = *registry.GetServable("sg_d8");
-  std::vector<Servable> retired = registry.Publish("sg_d8", {{a, nullptr, 2}});
-  // Same model object, other version: the old entry is retired.
-  ASSERT_EQ(retired.size(), 1u);
-  EXPECT_EQ(retired[0].version, 1);
+  // A request's snapshot outlives the swap.
+  Servable held = *registry.GetServable("sg_d8");
+  EXPECT_EQ(registry.Publish("sg_d8", {{a, batcher(), 2}}), 1);
   EXPECT_EQ(registry.GetServable("sg_d8")->version, 2);
   EXPECT_EQ(held.version, 1);
+  ASSERT_EQ(registry.Unloading().size(), 1u);
+  EXPECT_EQ(registry.Unloading()[0].version, 1);
+  // Held by the request: not handed out for release yet.
+  EXPECT_TRUE(registry.TakeUnused().empty());
+  held = Servable();
+  std::vector<Servable> unused = registry.TakeUnused();
+  ASSERT_EQ(unused.size(), 1u);
+  EXPECT_EQ(unused[0].version, 1);
+  EXPECT_TRUE(registry.Unloading().empty());
   // Publishing what is served retires nothing.
-  EXPECT_TRUE(registry.Publish("sg_d8", {{a, nullptr, 2}}).empty());
+  const Servable current = *registry.GetServable("sg_d8");
+  EXPECT_EQ(registry.Publish("sg_d8", {current}), 0);
   // Removing every version removes the name; the next is the default.
-  retired = registry.Publish("sg_d8", {});
-  ASSERT_EQ(retired.size(), 1u);
+  EXPECT_EQ(registry.Publish("sg_d8", {}), 1);
   EXPECT_EQ(registry.default_name(), "cbow_d12");
   EXPECT_EQ(registry.GetServable("sg_d8").status().code(),
             absl::StatusCode::kNotFound);
+  // Shutdown still finds the unloading version's batcher.
+  EXPECT_EQ(registry.Batchers().size(), 1u);
   // A new name goes last.
-  EXPECT_TRUE(registry.Publish("sg_d8", {{a, nullptr, 5}}).empty());
+  EXPECT_EQ(registry.Publish("sg_d8", {{a, nullptr, 5}}), 0);
   EXPECT_EQ(registry.default_name(), "cbow_d12");
   EXPECT_EQ(registry.GetServable("sg_d8@5")->model, a);
 }

@@ -419,18 +419,24 @@ absl::Status RequestHandler::ListModels(
     const v1::ListModelsRequest&, v1::ListModelsResponse* response) const {
   const std::string default_name = registry_->default_name();
   bool default_seen = false;
-  for (const Servable& servable : registry_->List()) {
+  std::vector<Servable> servables = registry_->List();
+  const size_t available = servables.size();
+  for (Servable& s : registry_->Unloading()) servables.push_back(std::move(s));
+  for (size_t i = 0; i < servables.size(); ++i) {
+    const Servable& servable = servables[i];
     const Model* model = servable.model.get();
     v1::ModelInfo* info = response->add_models();
     info->set_version(servable.version);
-    info->set_state(v1::MODEL_STATE_AVAILABLE);
+    info->set_state(i < available ? v1::MODEL_STATE_AVAILABLE
+                                  : v1::MODEL_STATE_UNLOADING);
     info->set_name(model->name());
     info->set_dimension(model->dim());
     info->set_architecture(model->architecture());
     info->set_max_tokens(model->max_tokens());
     info->set_pooling(std::string(PoolingName(model->pooling())));
     // The default model's highest version answers requests that name none.
-    info->set_is_default(!default_seen && model->name() == default_name);
+    info->set_is_default(!default_seen && i < available &&
+                         model->name() == default_name);
     default_seen = default_seen || model->name() == default_name;
     info->set_token_dimension(model->token_dim());
     if (model->num_towers() > 1) {

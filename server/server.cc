@@ -332,12 +332,15 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
     LogInfo("model \"", source.name, "\" has no versions left in ", source.path,
             "; unloading it");
   }
-  std::vector<Servable> retired = models_.Publish(source.name, publish);
-  for (Servable& old : retired) {
+  const int retired = models_.Publish(source.name, publish);
+  for (const auto& [version, old] : source.served) {
+    if (serve.count(version) == 0 || serve.at(version).model != old.model) {
+      LogInfo("model \"", source.name, "\" version ", version,
+              " replaced; released when its last request is done");
+    }
+  }
+  for (int i = 0; i < retired; ++i) {
     metrics_.RecordReload(source.name, "unloaded");
-    LogInfo("model \"", source.name, "\" version ", old.version,
-            " replaced; released when its last request is done");
-    retired_.push_back(std::move(old));
   }
   source.served = std::move(serve);
   metrics_.SetModelVersion(
@@ -346,23 +349,20 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
 }
 
 void EmbeddingServer::ReleaseRetired() {
-  bool released = false;
-  for (auto it = retired_.begin(); it != retired_.end();) {
-    // The registry no longer hands the version out, so once no call holds
-    // its batcher none will again: drain what is queued and release it.
-    if (it->batcher.use_count() > 1) {
-      ++it;
-      continue;
+  std::vector<Servable> unused = models_.TakeUnused();
+  for (Servable& old : unused) {
+    // Nothing new reaches it; drain what is queued, then release it.
+    if (old.batcher != nullptr) {
+      old.batcher->Shutdown(options_.drain_timeout_ms * 1000);
     }
-    it->batcher->Shutdown(options_.drain_timeout_ms * 1000);
-    LogInfo("model \"", it->model->name(), "\" version ", it->version,
+    LogInfo("model \"", old.model->name(), "\" version ", old.version,
             " released");
-    it = retired_.erase(it);
-    released = true;
   }
-  // The version's weights went back to the allocator; glibc keeps freed
+  if (unused.empty()) return;
+  unused.clear();
+  // The versions' weights went back to the allocator; glibc keeps freed
   // heap pages mapped unless asked to return them.
-  if (released) malloc_trim(0);
+  malloc_trim(0);
 }
 
 void EmbeddingServer::ReloadNow() {
@@ -479,11 +479,8 @@ void EmbeddingServer::Shutdown() {
   // Refuse new work; what is still queued fails with UNAVAILABLE now (all
   // batchers at once, on the shared workers).
   std::vector<std::thread> drains;
+  // Served versions and those replaced but still draining.
   std::vector<std::shared_ptr<Batcher>> batchers = models_.Batchers();
-  {
-    MutexLock lock(&reload_mu_);  // versions replaced and still draining
-    for (const Servable& old : retired_) batchers.push_back(old.batcher);
-  }
   for (const auto& batcher : batchers) {
     drains.emplace_back([batcher] { batcher->Shutdown(0); });
   }

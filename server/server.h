@@ -148,7 +148,7 @@ class EmbeddingServer {
   // Brings `source`'s served versions in line with its directory.
   absl::Status SyncSource(ModelSource& source, bool startup)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
-  // Releases retired versions no request holds any more.
+  // Releases replaced versions no request holds any more.
   void ReleaseRetired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void PollLoop();
 
@@ -171,8 +171,6 @@ class EmbeddingServer {
   Mutex reload_mu_;
   std::vector<std::unique_ptr<ModelSource>> sources_
       ABSL_GUARDED_BY(reload_mu_);
-  // Versions no longer served, released once no request holds them.
-  std::vector<Servable> retired_ ABSL_GUARDED_BY(reload_mu_);
   std::thread poller_;
   Mutex poll_mu_;
   CondVar poll_cv_;

@@ -256,6 +256,30 @@ class ReloadTest(unittest.TestCase):
         log = self.drain_log(server)
         self.assertIn('names the model "other"; the other versions in', log)
 
+    def test_a_removed_model_is_unloaded(self):
+        copy_model("sg_d8", os.path.join(self.versions, "1"), "m")
+        server = self.start([os.path.join(MODELS, "cbow_d12"), self.versions])
+        names = lambda: [(i.name, i.version) for i in server.stub.ListModels(
+            embedder_pb2.ListModelsRequest()).models]
+        self.assertEqual(names(), [("cbow_d12", 0), ("m", 1)])
+        shutil.rmtree(self.versions)
+        deadline = time.monotonic() + 30
+        while names() != [("cbow_d12", 0)]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        with self.assertRaises(grpc.RpcError) as cm:
+            server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"], model="m"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(
+            len(server.stub.Embed(embedder_pb2.EmbedRequest(
+                inputs=["a"])).embeddings[0].values), 12)
+        text = scrape(server)
+        self.assertEqual(metric(
+            text, 'ctxembed_model_reloads_total{model="m",result="unloaded"}'),
+            1)
+        self.assertNotIn('ctxembed_model_version{model="m"}', text)
+        self.assertIn("has no versions left", self.drain_log(server))
+
     def test_startup_refusals(self):
         code, err = harness.run_server_expecting_failure(
             [self.versions])
