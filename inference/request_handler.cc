@@ -153,7 +153,8 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
         ResolvePooling(*t.model, *t.tower, request.pooling()));
   }
   CTXEMBED_ASSIGN_OR_RETURN(
-      stats->tokens, TokenizeAll(*t.model, request.inputs(), request.truncate(),
+      stats->tokens, TokenizeAll(*t.model, request.inputs(),
+                                 (request.truncate() || options_.auto_truncate),
                                  MaxTokenBytes(options_), prepared.sentences));
   // An answer that could never be sent is refused before any work: 4 bytes
   // a float is a lower bound of its encoded size.
@@ -313,16 +314,17 @@ absl::StatusOr<PreparedScore> RequestHandler::PrepareScore(
   std::vector<TokenList> all(2 * n);
   for (int i = 0; i < n; ++i) {
     const v1::Pair& pair = request.pairs(i);
-    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.a(), request.truncate(),
-                                           MaxTokenBytes(options_),
-                                           InputLabel{"pair", i, " text a"},
-                                           &all[i])
-                                 .status());
-    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.b(), request.truncate(),
-                                           MaxTokenBytes(options_),
-                                           InputLabel{"pair", i, " text b"},
-                                           &all[n + i])
-                                 .status());
+    CTXEMBED_RETURN_IF_ERROR(
+        TokenizeInput(
+            model, pair.a(), (request.truncate() || options_.auto_truncate),
+            MaxTokenBytes(options_), InputLabel{"pair", i, " text a"}, &all[i])
+            .status());
+    CTXEMBED_RETURN_IF_ERROR(
+        TokenizeInput(model, pair.b(),
+                      (request.truncate() || options_.auto_truncate),
+                      MaxTokenBytes(options_), InputLabel{"pair", i, " text b"},
+                      &all[n + i])
+            .status());
     stats->tokens += static_cast<int64_t>(all[i].size() + all[n + i].size());
   }
   PreparedScore prepared;
@@ -403,7 +405,8 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
     // way.
     CTXEMBED_ASSIGN_OR_RETURN(
         const size_t count,
-        TokenizeInput(*model, request.inputs(i), request.truncate(),
+        TokenizeInput(*model, request.inputs(i),
+                      (request.truncate() || options_.auto_truncate),
                       MaxTokenBytes(options_), InputLabel{"input", i},
                       &tokens));
     v1::TokenList* result = response->add_results();

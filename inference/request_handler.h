@@ -51,6 +51,9 @@ class RequestHandler {
     // Embed and EmbedTokens requests whose answer must be larger are
     // refused with OUT_OF_RANGE before any work. 0: no bound.
     int64_t max_response_bytes = 0;
+    // Cut inputs over max_tokens whatever the request says (the server's
+    // --auto_truncate).
+    bool auto_truncate = false;
   };
 
   RequestHandler(const Options& options, const ModelRegistry* registry)

@@ -11,6 +11,13 @@ namespace ctxembed {
 
 absl::Status BatchQueue::Add(const std::shared_ptr<Task>& task,
                              int64_t now_micros) {
+  if (task->size() > options_.max_queue_sentences) {
+    // Would never fit, however long the client waited: not "retry later".
+    return absl::OutOfRangeError(absl::StrCat(
+        "this request has ", task->size(),
+        " sentences; max_queue_sentences is ", options_.max_queue_sentences,
+        ": send fewer inputs per request"));
+  }
   if (size() + task->size() > options_.max_queue_sentences) {
     return absl::ResourceExhaustedError(
         absl::StrCat("server overloaded: ", size(),

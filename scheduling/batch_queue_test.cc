@@ -148,6 +148,16 @@ TEST_F(BatchQueueTest, AFullQueueRefusesWholeRequests) {
   EXPECT_TRUE(q.Add(Job({1}), 100).ok());
 }
 
+TEST_F(BatchQueueTest, ARequestLargerThanTheQueueCanNeverFit) {
+  BatchQueue q({.max_queue_sentences = 4});
+  absl::Status s = q.Add(Job({1, 1, 1, 1, 1}), 100);
+  EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("this request has 5 sentences; max_queue_sentences "
+                        "is 4"));
+  EXPECT_EQ(q.size(), 0);
+}
+
 TEST_F(BatchQueueTest, ClearReturnsEveryWaitingJobOnce) {
   BatchQueue q({});
   auto a = Job({1, 2});

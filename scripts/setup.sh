@@ -14,6 +14,8 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
   libssl-dev
+  # the HTTP front door: Boost.Beast (Asio), RapidJSON
+  libboost-dev rapidjson-dev
   # the lock analysis, formatting and the fuzzers (clang, libFuzzer)
   clang clang-format libclang-rt-14-dev
   # tests, tools and the default model
@@ -42,6 +44,10 @@ fi
 
 if [ ! -d deploy/validate/node_modules ]; then
   (cd deploy/validate && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The official OpenAI Node.js SDK, a client the HTTP tests did not write.
+if [ ! -d tests/node/node_modules ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 export CCACHE_BASEDIR="$PWD"

@@ -80,6 +80,18 @@ ABSL_FLAG(int64_t, malloc_mmap_threshold_bytes, 4 << 20,
           "buffers) get their own memory mapping, returned to the system "
           "when freed, so a replaced model version's memory goes back; 0 "
           "keeps glibc's adaptive threshold");
+ABSL_FLAG(std::string, http_address, "127.0.0.1:8080",
+          "host:port of the HTTP/JSON front door (OpenAI /v1/embeddings, "
+          "text-embeddings-inference routes); empty: none");
+ABSL_FLAG(int64_t, http_default_timeout_ms, 0,
+          "deadline of an HTTP request without an X-Request-Timeout-Ms "
+          "header; 0: none");
+ABSL_FLAG(bool, access_log, false,
+          "one JSON line per HTTP request on stderr: time, route, status, "
+          "latency, inputs, tokens, request id (never the text)");
+ABSL_FLAG(bool, auto_truncate, false,
+          "cut inputs longer than the model's max_tokens instead of refusing "
+          "them, whatever the request says (gRPC and HTTP)");
 ABSL_FLAG(bool, batching, true,
           "gather concurrent requests into batches; false runs each request "
           "as a batch of its own (still queued, admitted and timed)");
@@ -187,6 +199,11 @@ int main(int argc, char** argv) {
   options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
   options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
   options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
+  options.http_address = absl::GetFlag(FLAGS_http_address);
+  options.http_default_timeout_ms =
+      absl::GetFlag(FLAGS_http_default_timeout_ms);
+  options.access_log = absl::GetFlag(FLAGS_access_log);
+  options.auto_truncate = absl::GetFlag(FLAGS_auto_truncate);
   const std::string policy = absl::GetFlag(FLAGS_model_version_policy);
   if (policy == "latest") {
     options.model_version_policy =
@@ -244,6 +261,7 @@ int main(int argc, char** argv) {
       "ready: grpc_port=", (*server)->grpc_port(),
       " metrics_port=", (*server)->metrics_port(),
       " health_port=", (*server)->health_port(),
+      " http_port=", (*server)->http_port(),
       options.tls.cert_file.empty()
           ? " plaintext"
           : (options.tls.client_ca_file.empty() ? " tls" : " mtls"),

@@ -20,6 +20,18 @@ const char* MethodName(Method method) {
       return "Tokenize";
     case Method::kListModels:
       return "ListModels";
+    case Method::kHttpOpenAiEmbeddings:
+      return "http_v1_embeddings";
+    case Method::kHttpEmbed:
+      return "http_embed";
+    case Method::kHttpEmbedAll:
+      return "http_embed_all";
+    case Method::kHttpTokenize:
+      return "http_tokenize";
+    case Method::kHttpInfo:
+      return "http_info";
+    case Method::kHttpHealth:
+      return "http_health";
   }
   return "unknown";
 }

@@ -22,16 +22,23 @@
 
 namespace ctxembed {
 
-// The RPCs, as they appear in the `method` label.
+// The RPCs and HTTP routes, as they appear in the `method` label.
 enum class Method {
   kEmbed,
   kEmbedTokens,
   kEmbedStream,
   kScore,
   kTokenize,
-  kListModels
+  kListModels,
+  // The HTTP routes (server/http_api.h).
+  kHttpOpenAiEmbeddings,
+  kHttpEmbed,
+  kHttpEmbedAll,
+  kHttpTokenize,
+  kHttpInfo,
+  kHttpHealth,
 };
-constexpr int kNumMethods = 6;
+constexpr int kNumMethods = 12;
 const char* MethodName(Method method);
 
 // Thread-safe. Registers its families in `registry`, which must outlive it.

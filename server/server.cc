@@ -71,7 +71,8 @@ EmbeddingServer::EmbeddingServer(const Options& options,
       metrics_(registry_.get()),
       handler_({.max_inputs_per_request = options.max_inputs_per_request,
                 .max_token_bytes = options.max_token_bytes,
-                .max_response_bytes = options.max_message_bytes},
+                .max_response_bytes = options.max_message_bytes,
+                .auto_truncate = options.auto_truncate},
                &models_),
       api_keys_(std::move(api_keys)),
       service_(&handler_, &metrics_, options.max_stream_inflight,
@@ -159,8 +160,34 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
           "cannot serve health checks on ", options.health_address));
     }
   }
+  if (!options.http_address.empty()) {
+    HttpServer::Options http;
+    http.address = options.http_address;
+    http.max_body_bytes = options.max_message_bytes;
+    http.default_timeout_ms = options.http_default_timeout_ms;
+    if (options.max_connection_idle_ms > 0) {
+      http.idle_timeout_ms = options.max_connection_idle_ms;
+    }
+    http.access_log = options.access_log;
+    http.max_inputs_per_request = options.max_inputs_per_request;
+    http.api.auto_truncate = options.auto_truncate;
+    EmbeddingServer* self = s.get();
+    auto started =
+        HttpServer::Start(http, {&s->handler_, &s->metrics_, s->api_keys_.get(),
+                                 [self] { return self->serving_.load(); }});
+    if (!started.ok()) {
+      s->server_->Shutdown();
+      if (s->health_server_ != nullptr) s->health_server_->Shutdown();
+      return started.status();
+    }
+    s->http_server_ = *std::move(started);
+  }
   s->SetServing(false);
   return s;
+}
+
+int EmbeddingServer::http_port() const {
+  return http_server_ == nullptr ? 0 : http_server_->port();
 }
 
 EmbeddingServer::~EmbeddingServer() { Shutdown(); }
@@ -415,6 +442,7 @@ void EmbeddingServer::PollLoop() {
 }
 
 void EmbeddingServer::SetServing(bool serving) {
+  serving_.store(serving);
   for (grpc::Server* server : {server_.get(), health_server_.get()}) {
     if (server == nullptr) continue;
     grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -440,6 +468,7 @@ void EmbeddingServer::Shutdown() {
     poll_cv_.SignalAll();
   }
   if (poller_.joinable()) poller_.join();
+  serving_.store(false);
   // After this, health answers NOT_SERVING and ignores further updates.
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   if (health_server_ != nullptr) {
@@ -466,6 +495,8 @@ void EmbeddingServer::Shutdown() {
   // them) are failed with UNAVAILABLE by the batchers instead.
   const auto margin = std::min<std::chrono::steady_clock::duration>(
       drain / 10, std::chrono::milliseconds(500));
+  // HTTP requests arriving from now on get 503; those already taken run.
+  if (http_server_ != nullptr) http_server_->StopAccepting();
   Notification grpc_stopped;
   std::thread grpc_stop([this, drain, &grpc_stopped] {
     server_->Shutdown(std::chrono::system_clock::now() + drain);
@@ -486,6 +517,12 @@ void EmbeddingServer::Shutdown() {
   }
   for (auto& t : drains) t.join();
   grpc_stop.join();
+  // Every job has ended; what is left is writing the answers.
+  if (http_server_ != nullptr) {
+    http_server_->Shutdown(absl::FromChrono(std::max(
+        start + drain - std::chrono::steady_clock::now(),
+        std::chrono::steady_clock::duration(std::chrono::milliseconds(100)))));
+  }
   if (health_server_ != nullptr) {
     health_server_->Shutdown(std::chrono::system_clock::now());
     health_server_->Wait();

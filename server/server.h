@@ -8,6 +8,7 @@
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "scheduling/scheduler.h"
 #include "server/api_keys.h"
 #include "server/embedder_service.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/tls.h"
 
@@ -61,6 +63,14 @@ class EmbeddingServer {
     // How often the model directories are rescanned for new, changed or
     // removed versions (0: only on RequestReload).
     int64_t model_poll_interval_ms = 2000;
+    // The HTTP/JSON front door (server/http_server.h): host:port, port 0
+    // picks a free one (http_port()); empty serves none.
+    std::string http_address;
+    int64_t http_default_timeout_ms = 0;
+    bool access_log = false;
+    // Inputs longer than max_tokens are cut unless the request says
+    // otherwise (HTTP "truncate": false); gRPC requests always truncate.
+    bool auto_truncate = false;
     // Dynamic batching (per model); false runs every call as a batch of its
     // own, still through the scheduler (queue limits, deadlines, metrics).
     bool batching = true;
@@ -133,6 +143,8 @@ class EmbeddingServer {
   void Shutdown();
 
   int grpc_port() const { return grpc_port_; }
+  // 0 when no HTTP front door is served.
+  int http_port() const;
   // 0 when no separate health port is served.
   int health_port() const { return health_port_; }
   // 0 when no metrics endpoint is served.
@@ -164,7 +176,9 @@ class EmbeddingServer {
   EmbedderService service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;  // --health_address
+  std::unique_ptr<HttpServer> http_server_;      // --http_address
   int grpc_port_ = 0;
+  std::atomic<bool> serving_{false};  // for HTTP /health
   int health_port_ = 0;
 
   // One load or rescan at a time.

@@ -66,7 +66,8 @@ class Server:
                  env=None):
         """`model_dirs` may be empty when `env` sets CTXEMBED_MODEL_DIR."""
         args = [SERVER, "--grpc_address=127.0.0.1:0",
-                "--metrics_address=" + ("127.0.0.1:0" if metrics else "")]
+                "--metrics_address=" + ("127.0.0.1:0" if metrics else ""),
+                "--http_address=127.0.0.1:0"]
         if model_dirs:
             args.append("--model_dir=" + ",".join(model_dirs))
         self.proc = subprocess.Popen(args + list(extra_flags), env=env,
@@ -88,10 +89,12 @@ class Server:
                 raise RuntimeError("server exited early:\n" + "".join(self.log))
             self.log.append(line)
             m = re.search(r"ready: grpc_port=(\d+) metrics_port=(\d+)"
-                          r"(?: health_port=(\d+))?", line)
+                          r"(?: health_port=(\d+))?(?: http_port=(\d+))?",
+                          line)
             if m:
                 self.grpc_port, self.metrics_port = int(m[1]), int(m[2])
                 self.health_port = int(m[3] or 0)
+                self.http_port = int(m[4] or 0)
                 return
         raise RuntimeError("server not ready in time:\n" + "".join(self.log))
 
@@ -133,7 +136,8 @@ def cpu_levels():
 def run_server_expecting_failure(model_dirs, *extra_flags, timeout_s=30):
     """Runs the server, expects it to exit by itself; returns (code, stderr)."""
     args = [SERVER, "--model_dir=" + ",".join(model_dirs),
-            "--grpc_address=127.0.0.1:0", "--metrics_address="]
+            "--grpc_address=127.0.0.1:0", "--metrics_address=",
+            "--http_address="]
     p = subprocess.run(args + list(extra_flags), capture_output=True,
                        text=True, timeout=timeout_s)
     return p.returncode, p.stderr

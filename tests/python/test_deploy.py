@@ -51,7 +51,7 @@ class DeployFilesTest(unittest.TestCase):
                          deployment["spec"]["selector"]["matchLabels"])
         allowed = [p["port"] for rule in policy["spec"]["ingress"]
                    for p in rule["ports"]]
-        self.assertEqual(sorted(allowed), sorted(ports))  # grpc, metrics
+        self.assertEqual(sorted(allowed), sorted(ports))  # grpc, http, metrics
         with open(os.path.join(base, "kustomization.yaml")) as f:
             self.assertIn("networkpolicy.yaml", f.read())
 
@@ -116,6 +116,8 @@ class DeployFilesTest(unittest.TestCase):
                          ports["grpc"])
         self.assertEqual(int(env["CTXEMBED_METRICS_ADDRESS"].rsplit(":", 1)[1]),
                          ports["metrics"])
+        self.assertEqual(int(env["CTXEMBED_HTTP_ADDRESS"].rsplit(":", 1)[1]),
+                         ports["http"])
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             self.assertEqual(container[probe]["grpc"]["port"], ports["grpc"])
         self.assertEqual(container["readinessProbe"]["grpc"]["service"],

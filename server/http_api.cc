@@ -1,0 +1,408 @@
+#include "server/http_api.h"
+
+#include <charconv>
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "rapidjson/document.h"
+#include "rapidjson/error/en.h"
+
+namespace ctxembed {
+namespace {
+
+using rapidjson::Value;
+
+void AppendFloat(float v, std::string* out) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, r.ptr);
+}
+
+void AppendFloats(const v1::Vector& v, std::string* out) {
+  out->push_back('[');
+  for (int i = 0; i < v.values_size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendFloat(v.values(i), out);
+  }
+  out->push_back(']');
+}
+
+// A JSON string literal.
+void AppendString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+// `inputs` as a string or an array of strings into `out`.
+absl::Status ReadInputs(const Value& v, absl::string_view field,
+                        google::protobuf::RepeatedPtrField<std::string>* out) {
+  if (v.IsString()) {
+    out->Add(std::string(v.GetString(), v.GetStringLength()));
+    return absl::OkStatus();
+  }
+  if (!v.IsArray()) {
+    return Invalid(field, "must be a string or an array of strings");
+  }
+  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
+    const Value& e = v[i];
+    if (e.IsString()) {
+      out->Add(std::string(e.GetString(), e.GetStringLength()));
+    } else if (e.IsNumber() || e.IsArray()) {
+      return Invalid(field,
+                     "token ids are not accepted; send the text (strings)");
+    } else {
+      return Invalid(absl::StrCat(field, "[", i, "]"), "must be a string");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const Value& object, const char* name, bool* out) {
+  auto it = object.FindMember(name);
+  if (it == object.MemberEnd() || it->value.IsNull()) return absl::OkStatus();
+  if (!it->value.IsBool()) return Invalid(name, "must be true or false");
+  *out = it->value.GetBool();
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const Value& object, const char* name,
+                        std::string* out) {
+  auto it = object.FindMember(name);
+  if (it == object.MemberEnd() || it->value.IsNull()) return absl::OkStatus();
+  if (!it->value.IsString()) return Invalid(name, "must be a string");
+  out->assign(it->value.GetString(), it->value.GetStringLength());
+  return absl::OkStatus();
+}
+
+// Truncation the TEI way: "truncate" (default: the server's) and
+// "truncation_direction" ("right"; "left" is refused: not supported yet).
+absl::Status ReadTruncation(const Value& object, const HttpApiOptions& options,
+                            v1::EmbedRequest* request) {
+  bool truncate = options.auto_truncate;
+  if (absl::Status s = ReadBool(object, "truncate", &truncate); !s.ok()) {
+    return s;
+  }
+  request->set_truncate(truncate);
+  std::string direction = "right";
+  if (absl::Status s = ReadString(object, "truncation_direction", &direction);
+      !s.ok()) {
+    return s;
+  }
+  if (direction == "Right" || direction == "right") return absl::OkStatus();
+  if (direction == "Left" || direction == "left") {
+    return Invalid("truncation_direction",
+                   "\"left\" is not supported; inputs are cut on the right");
+  }
+  return Invalid("truncation_direction", "must be \"right\"");
+}
+
+}  // namespace
+
+absl::StatusOr<HttpRoute> FindRoute(absl::string_view method,
+                                    absl::string_view path) {
+  path = path.substr(0, path.find('?'));
+  struct Entry {
+    const char* path;
+    const char* method;
+    HttpRoute route;
+  };
+  static constexpr Entry kRoutes[] = {
+      {"/v1/embeddings", "POST", HttpRoute::kOpenAiEmbeddings},
+      {"/embeddings", "POST", HttpRoute::kOpenAiEmbeddings},
+      {"/embed", "POST", HttpRoute::kEmbed},
+      {"/embed_all", "POST", HttpRoute::kEmbedAll},
+      {"/tokenize", "POST", HttpRoute::kTokenize},
+      {"/info", "GET", HttpRoute::kInfo},
+      {"/health", "GET", HttpRoute::kHealth},
+  };
+  for (const Entry& e : kRoutes) {
+    if (path != e.path) continue;
+    if (method != e.method && !(method == "HEAD" && !strcmp(e.method, "GET"))) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " takes ", e.method, ", not ", method));
+    }
+    return e.route;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "no route ", path,
+      "; routes: POST /v1/embeddings, /embed, /embed_all, /tokenize; GET "
+      "/info, /health"));
+}
+
+Method MetricMethod(HttpRoute route) {
+  switch (route) {
+    case HttpRoute::kOpenAiEmbeddings:
+      return Method::kHttpOpenAiEmbeddings;
+    case HttpRoute::kEmbed:
+      return Method::kHttpEmbed;
+    case HttpRoute::kEmbedAll:
+      return Method::kHttpEmbedAll;
+    case HttpRoute::kTokenize:
+      return Method::kHttpTokenize;
+    case HttpRoute::kInfo:
+      return Method::kHttpInfo;
+    case HttpRoute::kHealth:
+      return Method::kHttpHealth;
+  }
+  return Method::kHttpInfo;
+}
+
+absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
+                                       const HttpApiOptions& options) {
+  HttpCall call;
+  call.route = route;
+  if (route == HttpRoute::kInfo || route == HttpRoute::kHealth) return call;
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid JSON at byte ", doc.GetErrorOffset(), ": ",
+                     rapidjson::GetParseError_En(doc.GetParseError())));
+  }
+  if (!doc.IsObject()) {
+    return absl::InvalidArgumentError("the body must be a JSON object");
+  }
+  if (route == HttpRoute::kOpenAiEmbeddings) {
+    v1::EmbedRequest& r = call.embed;
+    auto input = doc.FindMember("input");
+    if (input == doc.MemberEnd()) return Invalid("input", "is required");
+    if (absl::Status s = ReadInputs(input->value, "input", r.mutable_inputs());
+        !s.ok()) {
+      return s;
+    }
+    std::string model, format = "float", ignored;
+    if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
+    r.set_model(model);
+    if (absl::Status s = ReadString(doc, "encoding_format", &format); !s.ok()) {
+      return s;
+    }
+    if (format == "base64") {
+      call.base64 = true;
+    } else if (format != "float") {
+      return Invalid("encoding_format", "must be \"float\" or \"base64\"");
+    }
+    if (absl::Status s = ReadString(doc, "user", &ignored); !s.ok()) return s;
+    auto dims = doc.FindMember("dimensions");
+    if (dims != doc.MemberEnd() && !dims->value.IsNull()) {
+      if (!dims->value.IsInt() || dims->value.GetInt() < 1) {
+        return Invalid("dimensions", "must be a positive integer");
+      }
+      call.dimensions = dims->value.GetInt();
+    }
+    bool normalize = true;  // OpenAI's vectors have unit length
+    if (absl::Status s = ReadBool(doc, "normalize", &normalize); !s.ok()) {
+      return s;
+    }
+    r.set_normalize(normalize);
+    bool truncate = options.auto_truncate;
+    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
+      return s;
+    }
+    r.set_truncate(truncate);
+    return call;
+  }
+  auto inputs = doc.FindMember("inputs");
+  if (inputs == doc.MemberEnd()) return Invalid("inputs", "is required");
+  std::string model;
+  if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
+  if (route == HttpRoute::kTokenize) {
+    v1::TokenizeRequest& r = call.tokenize;
+    if (absl::Status s =
+            ReadInputs(inputs->value, "inputs", r.mutable_inputs());
+        !s.ok()) {
+      return s;
+    }
+    r.set_model(model);
+    bool truncate = options.auto_truncate;
+    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
+      return s;
+    }
+    r.set_truncate(truncate);
+    return call;
+  }
+  v1::EmbedRequest& r = call.embed;
+  if (absl::Status s = ReadInputs(inputs->value, "inputs", r.mutable_inputs());
+      !s.ok()) {
+    return s;
+  }
+  r.set_model(model);
+  bool normalize = route == HttpRoute::kEmbed;  // TEI: /embed normalizes
+  if (absl::Status s = ReadBool(doc, "normalize", &normalize); !s.ok()) {
+    return s;
+  }
+  r.set_normalize(normalize);
+  if (absl::Status s = ReadTruncation(doc, options, &r); !s.ok()) return s;
+  return call;
+}
+
+std::string OpenAiEmbeddingsJson(const HttpCall& call,
+                                 const v1::EmbedResponse& response) {
+  std::string out = R"({"object":"list","data":[)";
+  for (int i = 0; i < response.embeddings_size(); ++i) {
+    if (i > 0) out.push_back(',');
+    absl::StrAppend(&out, R"({"object":"embedding","index":)", i,
+                    R"(,"embedding":)");
+    const v1::Vector& v = response.embeddings(i);
+    if (call.base64) {
+      // Little-endian float32, as OpenAI's base64 encoding.
+      std::string bytes(sizeof(float) * v.values_size(), '\0');
+      std::memcpy(bytes.data(), v.values().data(), bytes.size());
+      out.push_back('"');
+      out.append(absl::Base64Escape(bytes));
+      out.push_back('"');
+    } else {
+      AppendFloats(v, &out);
+    }
+    out.push_back('}');
+  }
+  out.append(R"(],"model":)");
+  AppendString(response.model(), &out);
+  absl::StrAppend(&out, R"(,"usage":{"prompt_tokens":)",
+                  response.usage().tokens(), R"(,"total_tokens":)",
+                  response.usage().tokens(), "}}");
+  return out;
+}
+
+std::string EmbedJson(const v1::EmbedResponse& response) {
+  std::string out = "[";
+  for (int i = 0; i < response.embeddings_size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendFloats(response.embeddings(i), &out);
+  }
+  out.push_back(']');
+  return out;
+}
+
+std::string EmbedAllJson(const v1::EmbedTokensResponse& response) {
+  std::string out = "[";
+  for (int i = 0; i < response.results_size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('[');
+    const v1::TokenEmbeddings& r = response.results(i);
+    for (int k = 0; k < r.vectors_size(); ++k) {
+      if (k > 0) out.push_back(',');
+      AppendFloats(r.vectors(k), &out);
+    }
+    out.push_back(']');
+  }
+  out.push_back(']');
+  return out;
+}
+
+std::string TokenizeJson(const v1::TokenizeResponse& response) {
+  std::string out = "[";
+  for (int i = 0; i < response.results_size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('[');
+    const v1::TokenList& r = response.results(i);
+    for (int k = 0; k < r.tokens_size(); ++k) {
+      if (k > 0) out.push_back(',');
+      out.append(R"({"text":)");
+      AppendString(r.tokens(k), &out);
+      out.append(R"(,"special":false})");
+    }
+    out.push_back(']');
+  }
+  out.push_back(']');
+  return out;
+}
+
+std::string InfoJson(const v1::ModelInfo& model, int max_inputs_per_request,
+                     int64_t max_message_bytes) {
+  std::string out = R"({"model_id":)";
+  AppendString(model.name(), &out);
+  absl::StrAppend(&out, R"(,"model_version":)", model.version(),
+                  R"(,"model_type":{"embedding":{"pooling":)");
+  AppendString(model.pooling(), &out);
+  out.append(R"(}},"architecture":)");
+  AppendString(model.architecture(), &out);
+  absl::StrAppend(&out, R"(,"model_dtype":"float32","dimension":)",
+                  model.dimension(), R"(,"max_input_length":)",
+                  model.max_tokens(), R"(,"max_client_batch_size":)",
+                  max_inputs_per_request, R"(,"max_message_bytes":)",
+                  max_message_bytes, "}");
+  return out;
+}
+
+int HttpStatusFor(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+std::string ErrorJson(const absl::Status& status) {
+  const int http = HttpStatusFor(status.code());
+  const char* type = http == 401   ? "authentication_error"
+                     : http == 403 ? "permission_error"
+                     : http == 404 ? "not_found_error"
+                     : http == 429 ? "rate_limit_error"
+                     : http < 500  ? "invalid_request_error"
+                                   : "server_error";
+  std::string code = absl::StatusCodeToString(status.code());
+  for (char& c : code) c = absl::ascii_tolower(static_cast<unsigned char>(c));
+  std::string out = R"({"error":{"message":)";
+  AppendString(status.message(), &out);
+  out.append(R"(,"type":)");
+  AppendString(type, &out);
+  out.append(R"(,"code":)");
+  AppendString(code, &out);
+  out.append("}}");
+  return out;
+}
+
+}  // namespace ctxembed

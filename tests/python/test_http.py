@@ -1,0 +1,317 @@
+"""The HTTP/JSON front door against the real server, with Python's own
+http.client: OpenAI's /v1/embeddings and the text-embeddings-inference
+routes give gRPC's vectors; errors have OpenAI's shape and the right status;
+keep-alive, pipelining, bad and slow clients, disconnects."""
+import base64
+import http.client
+import json
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+import harness
+from harness import embedder_pb2, grpc
+
+SG_D8 = os.path.join(harness.GOLDEN, "models", "sg_d8")
+CBOW = os.path.join(harness.GOLDEN, "models", "cbow_d12")
+TEXTS = ["the dog bit the man", "a b", "Ünïcode and emoji 🙂 text"]
+
+
+def f32(values):
+    """JSON numbers (read as doubles) as the float32 values they name: the
+    server writes the shortest text that reads back to the same float32."""
+    if values and isinstance(values[0], list):
+        return [f32(v) for v in values]
+    return [struct.unpack("f", struct.pack("f", v))[0] for v in values]
+
+
+def post(server, path, body, headers=None, raw=False):
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port,
+                                      timeout=30)
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    conn.request("POST", path, data,
+                 dict({"Content-Type": "application/json"}, **(headers or {})))
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    return r.status, dict(r.getheaders()), payload if raw else json.loads(
+        payload or b"null")
+
+
+def get(server, path):
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port,
+                                      timeout=30)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    return r.status, json.loads(payload or b"null")
+
+
+class HttpRoutesTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = harness.Server([SG_D8, CBOW], "--access_log")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def grpc_embed(self, texts, normalize=True, model=""):
+        r = self.server.stub.Embed(embedder_pb2.EmbedRequest(
+            inputs=texts, normalize=normalize, model=model))
+        return [list(e.values) for e in r.embeddings], r.usage.tokens
+
+    def test_openai_embeddings_equal_grpc_float_and_base64(self):
+        want, tokens = self.grpc_embed(TEXTS)
+        status, _, body = post(self.server, "/v1/embeddings",
+                               {"input": TEXTS, "model": "sg_d8"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["object"], "list")
+        self.assertEqual(body["model"], "sg_d8")
+        self.assertEqual(body["usage"],
+                         {"prompt_tokens": tokens, "total_tokens": tokens})
+        got = [d["embedding"] for d in body["data"]]
+        self.assertEqual([d["index"] for d in body["data"]], [0, 1, 2])
+        # Shortest round-trip text: the very same floats.
+        self.assertEqual(f32(got), want)
+        status, _, body = post(self.server, "/v1/embeddings",
+                               {"input": TEXTS, "encoding_format": "base64"})
+        self.assertEqual(status, 200, body)
+        for d, w in zip(body["data"], want):
+            raw = base64.b64decode(d["embedding"])
+            self.assertEqual(list(struct.unpack("<%df" % len(w), raw)), w)
+        # A single string; normalize off (an extension field).
+        raw_want, _ = self.grpc_embed(["the dog"], normalize=False)
+        status, _, body = post(self.server, "/v1/embeddings",
+                               {"input": "the dog", "normalize": False,
+                                "user": "u1"})
+        self.assertEqual(f32(body["data"][0]["embedding"]), raw_want[0])
+
+    def test_tei_routes_equal_grpc(self):
+        want, _ = self.grpc_embed(TEXTS)
+        status, _, body = post(self.server, "/embed", {"inputs": TEXTS})
+        self.assertEqual((status, f32(body)), (200, want))
+        raw, _ = self.grpc_embed(["the dog"], normalize=False)
+        status, _, body = post(self.server, "/embed",
+                               {"inputs": "the dog", "normalize": False})
+        self.assertEqual(f32(body), raw)
+        tokens = self.server.stub.EmbedTokens(
+            embedder_pb2.EmbedRequest(inputs=TEXTS[:2]))
+        status, _, body = post(self.server, "/embed_all",
+                               {"inputs": TEXTS[:2]})
+        self.assertEqual(status, 200)
+        self.assertEqual([f32(r) for r in body],
+                         [[list(v.values) for v in r.vectors]
+                          for r in tokens.results])
+        t = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
+            inputs=TEXTS))
+        status, _, body = post(self.server, "/tokenize", {"inputs": TEXTS})
+        self.assertEqual([[x["text"] for x in r] for r in body],
+                         [list(r.tokens) for r in t.results])
+        status, body = get(self.server, "/info")
+        self.assertEqual(status, 200)
+        self.assertEqual((body["model_id"], body["dimension"],
+                          body["max_input_length"]), ("sg_d8", 8, 64))
+        self.assertEqual(get(self.server, "/health"), (200, {"status": "ok"}))
+
+    def test_errors_have_openai_shape_and_status(self):
+        cases = [
+            ("/v1/embeddings", b"{not json", 400, "invalid JSON at byte 1"),
+            ("/v1/embeddings", {"input": [[1, 2]]}, 400, "token ids"),
+            ("/v1/embeddings", {"input": "a", "model": "nope"}, 404,
+             'model "nope" is not loaded'),
+            ("/v1/embeddings", {"input": "a", "dimensions": 4}, 400,
+             "dimensions: model \"sg_d8\" gives 8"),
+            ("/v1/embeddings", {"input": "a", "encoding_format": "int8"}, 400,
+             "encoding_format"),
+            ("/v1/embeddings", {}, 400, "input: is required"),
+            ("/embed", {"inputs": " ".join(["w"] * 65)}, 400,
+             "has 65 tokens; max_tokens"),
+            ("/embed", {"inputs": "a", "truncation_direction": "left"}, 400,
+             "truncation_direction"),
+            ("/embed", {"inputs": ["a"] * 300}, 400, "max_inputs_per_request"),
+            ("/nowhere", {}, 404, "no route /nowhere"),
+        ]
+        for path, body, code, message in cases:
+            with self.subTest(path=path, body=body):
+                status, _, got = post(self.server, path, body)
+                self.assertEqual(status, code, got)
+                self.assertIn(message, got["error"]["message"])
+                self.assertIn(got["error"]["type"],
+                              ("invalid_request_error", "not_found_error"))
+        status, _ = get(self.server, "/v1/embeddings")
+        self.assertEqual(status, 405)
+        # Truncation on request.
+        status, _, body = post(self.server, "/embed",
+                               {"inputs": " ".join(["w"] * 65),
+                                "truncate": True})
+        self.assertEqual(status, 200)
+
+    def test_keep_alive_and_pipelined_requests_are_answered_in_order(self):
+        sock = socket.create_connection(("127.0.0.1", self.server.http_port),
+                                        timeout=30)
+        requests = b""
+        for text in ("a", "the dog", "b"):
+            body = json.dumps({"inputs": text}).encode()
+            requests += (b"POST /embed HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        sock.sendall(requests)  # all three at once
+        data = b""
+        deadline = time.monotonic() + 30
+        while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"]]"):
+            self.assertLess(time.monotonic(), deadline)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        bodies = [json.loads(part.split(b"\r\n\r\n", 1)[1])
+                  for part in data.split(b"HTTP/1.1 ")[1:]]
+        want = [self.grpc_embed([t])[0] for t in ("a", "the dog", "b")]
+        self.assertEqual([f32(b) for b in bodies], want)
+
+    def test_bad_slow_and_vanishing_clients_do_not_hurt_others(self):
+        # A client that sends half a header and waits, one that sends
+        # garbage, one that goes away mid-body.
+        slow = socket.create_connection(("127.0.0.1", self.server.http_port))
+        slow.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\n")
+        junk = socket.create_connection(("127.0.0.1", self.server.http_port))
+        junk.sendall(b"\x16\x03\x01 this is not http\r\n\r\n")
+        gone = socket.create_connection(("127.0.0.1", self.server.http_port))
+        gone.sendall(b"POST /embed HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+        gone.close()
+        t = time.monotonic()
+        status, _, body = post(self.server, "/embed", {"inputs": "the dog"})
+        self.assertEqual(status, 200)
+        self.assertLess(time.monotonic() - t, 5)
+        self.assertEqual(junk.recv(1024)[:12], b"")  # closed without answer
+        slow.close()
+        junk.close()
+
+
+NODE_DIR = os.path.join(harness.SOURCE_DIR, "tests", "node")
+
+
+class OpenAiNodeClientTest(unittest.TestCase):
+    """The official OpenAI Node.js SDK (npm "openai", installed by
+    scripts/setup.sh into tests/node) gets gRPC's vectors."""
+
+    def test_official_client_gets_grpc_vectors(self):
+        if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "openai")):
+            self.skipTest("tests/node/node_modules missing: run scripts/setup.sh")
+        keys = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
+        keys.write("sk-test\n")
+        keys.close()
+        server = harness.Server([SG_D8], "--api_keys_file=" + keys.name,
+                                metrics=False)
+        try:
+            out = subprocess.run(
+                ["node", "openai_client.mjs",
+                 "http://127.0.0.1:%d/v1" % server.http_port, "sk-test",
+                 "sg_d8"], cwd=NODE_DIR, capture_output=True, text=True,
+                timeout=120)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            got = json.loads(out.stdout)
+            r = server.stub.Embed(
+                embedder_pb2.EmbedRequest(inputs=TEXTS, normalize=True),
+                metadata=[("authorization", "Bearer sk-test")])
+            want = [list(e.values) for e in r.embeddings]
+            self.assertEqual(f32(got["default"]), want)
+            self.assertEqual(f32(got["float"]), want)
+            for b64, w in zip(got["base64"], want):
+                raw = base64.b64decode(b64)
+                self.assertEqual(list(struct.unpack("<%df" % len(w), raw)), w)
+            self.assertEqual(got["model"], "sg_d8")
+            self.assertEqual(got["usage"]["prompt_tokens"], r.usage.tokens)
+            self.assertEqual(got["error"]["status"], 404)
+            self.assertEqual(got["error"]["type"], "not_found_error")
+            self.assertIn('model "no-such-model" is not loaded',
+                          got["error"]["message"])
+        finally:
+            server.close()
+            os.unlink(keys.name)
+
+
+class HttpLimitsTest(unittest.TestCase):
+
+    def test_body_limit_keys_overload_deadline_and_metrics(self):
+        keys = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
+        keys.write("k1\n")
+        keys.close()
+        server = harness.Server(
+            [SG_D8], "--max_message_bytes=65536", "--api_keys_file=" + keys.name,
+            "--max_queue_sentences=8", "--max_inputs_per_request=64")
+        try:
+            auth = {"Authorization": "Bearer k1"}
+            status, _, body = post(server, "/embed", {"inputs": "a"})
+            self.assertEqual(status, 401)
+            self.assertEqual(body["error"]["type"], "authentication_error")
+            status, _, _ = post(server, "/embed", {"inputs": "a"}, auth)
+            self.assertEqual(status, 200)
+            self.assertEqual(get(server, "/health")[0], 200)  # needs no key
+            big = {"inputs": "x" * 70000}
+            status, _, body = post(server, "/embed", big, auth)
+            self.assertEqual(status, 413)
+            self.assertIn("max_message_bytes", body["error"]["message"])
+            # Overload: 8 queued sentences; 32 callers of 8 inputs each, in
+            # rounds until two overlap (bounded).
+            results = []
+
+            def flood():
+                results.append(post(server, "/embed",
+                                    {"inputs": ["the dog bit the man"] * 8},
+                                    auth))
+            for _ in range(20):
+                threads = [threading.Thread(target=flood) for _ in range(32)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                if any(r[0] == 429 for r in results):
+                    break
+            codes = sorted(r[0] for r in results)
+            self.assertIn(429, codes)
+            limited = [r for r in results if r[0] == 429][0]
+            self.assertEqual(limited[1].get("Retry-After"), "1")
+            self.assertEqual(limited[2]["error"]["type"], "rate_limit_error")
+            # A deadline shorter than any work.
+            status, _, body = post(server, "/embed",
+                                   {"inputs": ["the dog"] * 4},
+                                   dict(auth, **{"X-Request-Timeout-Ms": "1"}))
+            self.assertIn(status, (200, 504))
+            url = "http://127.0.0.1:%d/metrics" % server.metrics_port
+            with urllib.request.urlopen(url, timeout=10) as r:
+                text = r.read().decode()
+            self.assertIn('ctxembed_requests_total{code="OK",method="http_embed"}',
+                          text)
+            self.assertIn('code="RESOURCE_EXHAUSTED",method="http_embed"', text)
+        finally:
+            server.close()
+            os.unlink(keys.name)
+
+    def test_shutdown_answers_503_and_health_turns(self):
+        server = harness.Server([SG_D8], "--lame_duck_ms=1500", metrics=False)
+        try:
+            self.assertEqual(get(server, "/health")[0], 200)
+            server.proc.send_signal(15)
+            deadline = time.monotonic() + 10
+            while get(server, "/health")[0] != 503:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            code, err = server.stop()
+            self.assertEqual(code, 0, err)
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
