@@ -149,7 +149,11 @@ absl::Status Batcher::Submit(std::shared_ptr<Task> task) {
   {
     MutexLock lock(&scheduler_->mu_);
     status = CheckAdmission(*task, now, &reason);
-    if (status.ok()) status = queue_.Add(task, now);
+    if (status.ok()) {
+      status = queue_.Add(task, now);
+      // Larger than the whole queue: a request that can never run.
+      if (status.code() == absl::StatusCode::kOutOfRange) reason = "invalid";
+    }
     if (status.ok() && scheduler_->max_inflight_tokens_ > 0) {
       // Counted under mu_ with the check above; handed back when the task
       // ends (at once if a sibling failed it meanwhile).
