@@ -17,11 +17,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -48,6 +53,9 @@ ABSL_FLAG(int, max_outstanding, 20000, "open loop: cap on requests in flight");
 ABSL_FLAG(bool, health_check, false,
           "client-side health checking (round_robin over the target's "
           "addresses, leaving one whose health is NOT_SERVING)");
+ABSL_FLAG(std::string, http_target, "",
+          "closed loop over HTTP instead: POST /v1/embeddings to this "
+          "host:port (loopback only), one keep-alive connection per caller");
 ABSL_FLAG(std::string, label, "", "name of this run in the reports");
 ABSL_FLAG(std::string, out_json, "", "append the JSON report to this file");
 ABSL_FLAG(std::string, out_md, "", "append a markdown table row to this file");
@@ -197,6 +205,91 @@ void RunClosed(Load& load, Clock::time_point start, Clock::time_point warm_end,
   all_done.WaitForNotification();
 }
 
+// Closed loop over HTTP/1.1: each caller a thread with one keep-alive
+// connection, POST /v1/embeddings with the same request mix as over gRPC.
+// The answer is read whole (not parsed), as a client's HTTP library would.
+void RunClosedHttp(Load& load, const std::vector<std::string>& texts,
+                   Clock::time_point warm_end, Clock::time_point end) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  namespace net = boost::asio;
+  const std::string target = absl::GetFlag(FLAGS_http_target);
+  const size_t colon = target.rfind(':');
+  const std::string host = target.substr(0, colon);
+  const std::string port = target.substr(colon + 1);
+  const int n = absl::GetFlag(FLAGS_concurrency);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < n; ++c) {
+    callers.emplace_back([&, c] {
+      std::mt19937 rng(1000 + c);
+      net::io_context ioc;
+      net::ip::tcp::resolver resolver(ioc);
+      std::optional<beast::tcp_stream> stream;
+      beast::flat_buffer buffer;
+      while (Clock::now() < end) {
+        beast::error_code ec;
+        if (!stream) {
+          stream.emplace(ioc);
+          stream->connect(resolver.resolve(host, port), ec);
+          if (ec) {
+            stream.reset();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
+          }
+        }
+        const int k =
+            1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
+        std::string body = "{\"input\":[";
+        for (int i = 0; i < k; ++i) {
+          body += i ? ",\"" : "\"";
+          for (char ch : texts[rng() % texts.size()]) {
+            if (ch == '"' || ch == '\\') body += '\\';
+            if (static_cast<unsigned char>(ch) >= 0x20) body += ch;
+          }
+          body += '"';
+        }
+        absl::StrAppend(&body, "],\"truncate\":true,\"normalize\":false");
+        if (!absl::GetFlag(FLAGS_model).empty()) {
+          absl::StrAppend(&body, ",\"model\":\"", absl::GetFlag(FLAGS_model),
+                          "\"");
+        }
+        body += "}";
+        http::request<http::string_body> req(http::verb::post, "/v1/embeddings",
+                                             11);
+        req.set(http::field::host, host);
+        req.set(http::field::content_type, "application/json");
+        if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
+          req.set("X-Request-Timeout-Ms", std::to_string(ms));
+        }
+        req.body() = std::move(body);
+        req.prepare_payload();
+        const auto sent = Clock::now();
+        http::write(*stream, req, ec);
+        http::response<http::string_body> res;
+        if (!ec) http::read(*stream, buffer, res, ec);
+        const auto now = Clock::now();
+        const double ms =
+            std::chrono::duration<double, std::milli>(now - sent).count();
+        grpc::Status status;
+        if (ec) {
+          status = grpc::Status(grpc::StatusCode::UNAVAILABLE, ec.message());
+          stream.reset();
+        } else if (res.result_int() == 429) {
+          status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "");
+        } else if (res.result_int() == 504) {
+          status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "");
+        } else if (res.result_int() != 200) {
+          status = grpc::Status(grpc::StatusCode::UNKNOWN,
+                                std::to_string(res.result_int()));
+        }
+        if (sent >= warm_end) load.recorder.Add(status, ms, ms, k);
+        if (!ec && !res.keep_alive()) stream.reset();
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+}
+
 void RunOpen(Load& load, Clock::time_point start, Clock::time_point warm_end,
              Clock::time_point end) {
   std::mt19937 rng(7);
@@ -237,6 +330,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: no sentences in --sentences\n");
     return 1;
   }
+  if (const std::string http = absl::GetFlag(FLAGS_http_target);
+      !http.empty() && (!IsLoopback(http) || http.rfind(':') == 0 ||
+                        http.rfind(':') == std::string::npos)) {
+    std::fprintf(stderr,
+                 "loadgen: --http_target=%s is not a loopback "
+                 "host:port\n",
+                 http.c_str());
+    return 1;
+  }
+  const std::vector<std::string> http_texts = texts;
   Load load(std::move(texts));
   const auto start = Clock::now();
   const auto warm_end =
@@ -247,7 +350,9 @@ int main(int argc, char** argv) {
       std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(absl::GetFlag(FLAGS_duration_s)));
   const bool open = absl::GetFlag(FLAGS_mode) == "open";
-  if (open) {
+  if (!absl::GetFlag(FLAGS_http_target).empty()) {
+    RunClosedHttp(load, http_texts, warm_end, end);
+  } else if (open) {
     RunOpen(load, start, warm_end, end);
   } else {
     RunClosed(load, start, warm_end, end);
