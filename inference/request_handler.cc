@@ -54,12 +54,15 @@ size_t MaxTokenBytes(const RequestHandler::Options& options) {
 // count.
 absl::StatusOr<size_t> TokenizeInput(const Model& model, absl::string_view text,
                                      bool truncate, size_t max_token_bytes,
-                                     const InputLabel& label,
-                                     TokenList* tokens) {
+                                     const InputLabel& label, TokenList* tokens,
+                                     bool keep_last = false) {
   CTXEMBED_RETURN_IF_ERROR(CheckUtf8(text, label));
   const size_t max = static_cast<size_t>(model.max_tokens());
-  const size_t count = model.tokenizer().Tokenize(
-      text, tokens, {.max_tokens = max, .max_token_bytes = max_token_bytes});
+  const size_t count =
+      model.tokenizer().Tokenize(text, tokens,
+                                 {.max_tokens = max,
+                                  .max_token_bytes = max_token_bytes,
+                                  .keep_last = keep_last});
   if (count > max && !truncate) {
     return absl::InvalidArgumentError(absl::StrCat(
         label.ToString(), " has ", count, " tokens; max_tokens of model \"",
@@ -72,13 +75,14 @@ absl::StatusOr<size_t> TokenizeInput(const Model& model, absl::string_view text,
 absl::StatusOr<int64_t> TokenizeAll(
     const Model& model,
     const google::protobuf::RepeatedPtrField<std::string>& inputs,
-    bool truncate, size_t max_token_bytes, std::vector<TokenList>& sentences) {
+    bool truncate, bool keep_last, size_t max_token_bytes,
+    std::vector<TokenList>& sentences) {
   sentences.resize(inputs.size());
   int64_t tokens = 0;
   for (int i = 0; i < inputs.size(); ++i) {
     CTXEMBED_RETURN_IF_ERROR(
         TokenizeInput(model, inputs[i], truncate, max_token_bytes,
-                      InputLabel{"input", i}, &sentences[i])
+                      InputLabel{"input", i}, &sentences[i], keep_last)
             .status());
     tokens += static_cast<int64_t>(sentences[i].size());
   }
@@ -155,6 +159,8 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
   CTXEMBED_ASSIGN_OR_RETURN(
       stats->tokens, TokenizeAll(*t.model, request.inputs(),
                                  (request.truncate() || options_.auto_truncate),
+                                 request.truncation_direction() ==
+                                     v1::TRUNCATION_DIRECTION_LEFT,
                                  MaxTokenBytes(options_), prepared.sentences));
   // An answer that could never be sent is refused before any work: 4 bytes
   // a float is a lower bound of its encoded size.
@@ -405,10 +411,11 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
     // way.
     CTXEMBED_ASSIGN_OR_RETURN(
         const size_t count,
-        TokenizeInput(*model, request.inputs(i),
-                      (request.truncate() || options_.auto_truncate),
-                      MaxTokenBytes(options_), InputLabel{"input", i},
-                      &tokens));
+        TokenizeInput(
+            *model, request.inputs(i),
+            (request.truncate() || options_.auto_truncate),
+            MaxTokenBytes(options_), InputLabel{"input", i}, &tokens,
+            request.truncation_direction() == v1::TRUNCATION_DIRECTION_LEFT));
     v1::TokenList* result = response->add_results();
     for (std::string& token : tokens) result->add_tokens(std::move(token));
     result->set_token_count(static_cast<int64_t>(count));

@@ -52,6 +52,28 @@ size_t Tokenizer::Tokenize(absl::string_view text,
                            const Limits& limits) const {
   tokens->clear();
   size_t count = 0;
+  auto add = [&](absl::string_view token) {
+    tokens->emplace_back(Utf8Prefix(token, limits.max_token_bytes));
+    if (options_.lowercase) absl::AsciiStrToLower(&tokens->back());
+  };
+  if (limits.keep_last && limits.max_tokens > 0 &&
+      limits.max_tokens != SIZE_MAX) {
+    // A ring of the last max_tokens tokens (views of `text`).
+    std::vector<absl::string_view> ring;
+    Split(text, [&](absl::string_view token) {
+      if (ring.size() < limits.max_tokens) {
+        ring.push_back(token);
+      } else {
+        ring[count % limits.max_tokens] = token;
+      }
+      ++count;
+    });
+    const size_t first = count > ring.size() ? count % ring.size() : 0;
+    for (size_t i = 0; i < ring.size(); ++i) {
+      add(ring[(first + i) % ring.size()]);
+    }
+    return count;
+  }
   Split(text, [&](absl::string_view token) {
     if (count++ >= limits.max_tokens) return;
     tokens->emplace_back(Utf8Prefix(token, limits.max_token_bytes));

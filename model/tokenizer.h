@@ -33,6 +33,10 @@ class Tokenizer {
   struct Limits {
     size_t max_tokens = SIZE_MAX;
     size_t max_token_bytes = SIZE_MAX;
+    // Past max_tokens, keep the last max_tokens tokens instead of the
+    // first (truncation on the left); still never more than max_tokens
+    // views of the text are held.
+    bool keep_last = false;
   };
 
   // Appends the tokens of `text` to *tokens (cleared first), within

@@ -69,6 +69,18 @@ TEST(TokenizerTest, LimitsBoundWhatIsBuilt) {
   EXPECT_THAT(tokens, ElementsAre("a", "b"));
   EXPECT_EQ(t->Tokenize("a b", &tokens, {.max_tokens = 0}), 2u);
   EXPECT_TRUE(tokens.empty());
+  // keep_last: the last max_tokens, in order, whatever the ring's phase.
+  for (const char* text : {"A b, c d e", "A b, c d", "A b, c"}) {
+    EXPECT_EQ(t->Tokenize(text, &tokens, {.max_tokens = 3, .keep_last = true}),
+              t->CountTokens(text));
+    std::vector<std::string> all;
+    t->Tokenize(text, &all);
+    EXPECT_EQ(tokens, std::vector<std::string>(all.end() - 3, all.end()))
+        << text;
+  }
+  EXPECT_EQ(t->Tokenize("a b", &tokens, {.max_tokens = 5, .keep_last = true}),
+            2u);
+  EXPECT_THAT(tokens, ElementsAre("a", "b"));
   // Long tokens are cut at a character boundary: "é" is 2 bytes, so 4
   // bytes of "ééé" keep 2 characters and 5 bytes keep 2 as well.
   EXPECT_EQ(t->Tokenize("\xc3\xa9\xc3\xa9\xc3\xa9 xy", &tokens,

@@ -107,7 +107,7 @@ absl::Status ReadString(const Value& object, const char* name,
 }
 
 // Truncation the TEI way: "truncate" (default: the server's) and
-// "truncation_direction" ("right"; "left" is refused: not supported yet).
+// "truncation_direction" ("right", the default, or "left": keep the end).
 absl::Status ReadTruncation(const Value& object, const HttpApiOptions& options,
                             v1::EmbedRequest* request) {
   bool truncate = options.auto_truncate;
@@ -122,10 +122,10 @@ absl::Status ReadTruncation(const Value& object, const HttpApiOptions& options,
   }
   if (direction == "Right" || direction == "right") return absl::OkStatus();
   if (direction == "Left" || direction == "left") {
-    return Invalid("truncation_direction",
-                   "\"left\" is not supported; inputs are cut on the right");
+    request->set_truncation_direction(v1::TRUNCATION_DIRECTION_LEFT);
+    return absl::OkStatus();
   }
-  return Invalid("truncation_direction", "must be \"right\"");
+  return Invalid("truncation_direction", "must be \"right\" or \"left\"");
 }
 
 }  // namespace

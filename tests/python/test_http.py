@@ -135,7 +135,7 @@ class HttpRoutesTest(unittest.TestCase):
             ("/v1/embeddings", {}, 400, "input: is required"),
             ("/embed", {"inputs": " ".join(["w"] * 65)}, 400,
              "has 65 tokens; max_tokens"),
-            ("/embed", {"inputs": "a", "truncation_direction": "left"}, 400,
+            ("/embed", {"inputs": "a", "truncation_direction": "up"}, 400,
              "truncation_direction"),
             ("/embed", {"inputs": ["a"] * 300}, 400, "max_inputs_per_request"),
             ("/nowhere", {}, 404, "no route /nowhere"),
@@ -149,11 +149,24 @@ class HttpRoutesTest(unittest.TestCase):
                               ("invalid_request_error", "not_found_error"))
         status, _ = get(self.server, "/v1/embeddings")
         self.assertEqual(status, 405)
-        # Truncation on request.
-        status, _, body = post(self.server, "/embed",
-                               {"inputs": " ".join(["w"] * 65),
-                                "truncate": True})
-        self.assertEqual(status, 200)
+        # Truncation on request, on either side (the same as gRPC's).
+        long_text = " ".join("w%d" % i for i in range(70))
+        for direction, enum in (("right", 0), ("left", 1)):
+            status, _, body = post(self.server, "/embed",
+                                   {"inputs": long_text, "truncate": True,
+                                    "truncation_direction": direction})
+            self.assertEqual(status, 200)
+            want = self.server.stub.Embed(embedder_pb2.EmbedRequest(
+                inputs=[long_text], truncate=True, normalize=True,
+                truncation_direction=enum)).embeddings[0].values
+            self.assertEqual(f32(body[0]), list(want))
+        right = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
+            inputs=[long_text], truncate=True)).results[0].tokens
+        left = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
+            inputs=[long_text], truncate=True,
+            truncation_direction=1)).results[0].tokens
+        self.assertEqual((right[0], right[-1]), ("w0", "w63"))
+        self.assertEqual((left[0], left[-1]), ("w6", "w69"))
 
     def test_keep_alive_and_pipelined_requests_are_answered_in_order(self):
         sock = socket.create_connection(("127.0.0.1", self.server.http_port),
