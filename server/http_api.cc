@@ -144,6 +144,7 @@ absl::StatusOr<HttpRoute> FindRoute(absl::string_view method,
       {"/embed", "POST", HttpRoute::kEmbed},
       {"/embed_all", "POST", HttpRoute::kEmbedAll},
       {"/tokenize", "POST", HttpRoute::kTokenize},
+      {"/similarity", "POST", HttpRoute::kSimilarity},
       {"/info", "GET", HttpRoute::kInfo},
       {"/health", "GET", HttpRoute::kHealth},
   };
@@ -157,8 +158,8 @@ absl::StatusOr<HttpRoute> FindRoute(absl::string_view method,
   }
   return absl::NotFoundError(absl::StrCat(
       "no route ", path,
-      "; routes: POST /v1/embeddings, /embed, /embed_all, /tokenize; GET "
-      "/info, /health"));
+      "; routes: POST /v1/embeddings, /embed, /embed_all, /tokenize, "
+      "/similarity; GET /info, /health"));
 }
 
 Method MetricMethod(HttpRoute route) {
@@ -171,6 +172,8 @@ Method MetricMethod(HttpRoute route) {
       return Method::kHttpEmbedAll;
     case HttpRoute::kTokenize:
       return Method::kHttpTokenize;
+    case HttpRoute::kSimilarity:
+      return Method::kHttpSimilarity;
     case HttpRoute::kInfo:
       return Method::kHttpInfo;
     case HttpRoute::kHealth:
@@ -237,6 +240,43 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
   if (inputs == doc.MemberEnd()) return Invalid("inputs", "is required");
   std::string model;
   if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
+  if (route == HttpRoute::kSimilarity) {
+    // TEI: {"inputs": {"source_sentence": s, "sentences": [...]}}.
+    const Value& in = inputs->value;
+    if (!in.IsObject()) {
+      return Invalid(
+          "inputs", "must be {\"source_sentence\": ..., \"sentences\": [...]}");
+    }
+    std::string source;
+    auto src = in.FindMember("source_sentence");
+    if (src == in.MemberEnd() || !src->value.IsString()) {
+      return Invalid("inputs.source_sentence", "must be a string");
+    }
+    source.assign(src->value.GetString(), src->value.GetStringLength());
+    auto sentences = in.FindMember("sentences");
+    if (sentences == in.MemberEnd()) {
+      return Invalid("inputs.sentences", "is required");
+    }
+    google::protobuf::RepeatedPtrField<std::string> others;
+    if (absl::Status s =
+            ReadInputs(sentences->value, "inputs.sentences", &others);
+        !s.ok()) {
+      return s;
+    }
+    v1::ScoreRequest& r = call.score;
+    for (std::string& other : others) {
+      v1::Pair* pair = r.add_pairs();
+      pair->set_a(source);
+      pair->set_b(std::move(other));
+    }
+    r.set_model(model);
+    bool truncate = options.auto_truncate;
+    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
+      return s;
+    }
+    r.set_truncate(truncate);
+    return call;
+  }
   if (route == HttpRoute::kTokenize) {
     v1::TokenizeRequest& r = call.tokenize;
     if (absl::Status s =
@@ -334,6 +374,16 @@ std::string TokenizeJson(const v1::TokenizeResponse& response) {
       out.append(R"(,"special":false})");
     }
     out.push_back(']');
+  }
+  out.push_back(']');
+  return out;
+}
+
+std::string SimilarityJson(const v1::ScoreResponse& response) {
+  std::string out = "[";
+  for (int i = 0; i < response.scores_size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendFloat(response.scores(i), &out);
   }
   out.push_back(']');
   return out;

@@ -22,6 +22,7 @@ enum class HttpRoute {
   kEmbed,             // POST /embed
   kEmbedAll,          // POST /embed_all
   kTokenize,          // POST /tokenize
+  kSimilarity,        // POST /similarity
   kInfo,              // GET /info
   kHealth,            // GET /health
 };
@@ -38,6 +39,7 @@ struct HttpCall {
   HttpRoute route = HttpRoute::kEmbed;
   v1::EmbedRequest embed;        // kOpenAiEmbeddings, kEmbed, kEmbedAll
   v1::TokenizeRequest tokenize;  // kTokenize
+  v1::ScoreRequest score;        // kSimilarity: (source, sentence i) pairs
   bool base64 = false;           // OpenAI encoding_format "base64"
   int dimensions = 0;            // OpenAI "dimensions" (0: not given)
 };
@@ -57,6 +59,7 @@ std::string OpenAiEmbeddingsJson(const HttpCall& call,
 std::string EmbedJson(const v1::EmbedResponse& response);
 std::string EmbedAllJson(const v1::EmbedTokensResponse& response);
 std::string TokenizeJson(const v1::TokenizeResponse& response);
+std::string SimilarityJson(const v1::ScoreResponse& response);
 std::string InfoJson(const v1::ModelInfo& model, int max_inputs_per_request,
                      int64_t max_message_bytes);
 

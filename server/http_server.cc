@@ -205,6 +205,10 @@ class Session : public std::enable_shared_from_this<Session> {
       Answer(method_, s, s.ok() ? TokenizeJson(response) : "");
       return;
     }
+    if (*route == HttpRoute::kSimilarity) {
+      RunScore();
+      return;
+    }
     RunEmbed();
   }
 
@@ -230,7 +234,50 @@ class Session : public std::enable_shared_from_this<Session> {
       Answer(method_, prepared.status(), "");
       return;
     }
-    servable_ = prepared->servable;
+    std::vector<std::vector<TokenList>> sentences;
+    sentences.push_back(std::move(prepared->sentences));
+    RunJobs(prepared->servable, {prepared->spec}, std::move(sentences),
+            [this](const Servable& version,
+                   const std::vector<std::shared_ptr<EmbedJob>>& jobs) {
+              return Format(version, *jobs[0]);
+            });
+  }
+
+  // Similarity: (source, sentence) pairs scored as Score does.
+  void RunScore() {
+    inputs_ = call_.score.pairs_size();
+    CallStats stats;
+    absl::StatusOr<PreparedScore> prepared =
+        services().handler->PrepareScore(call_.score, &stats);
+    tokens_ = stats.tokens;
+    if (!prepared.ok()) {
+      Answer(method_, prepared.status(), "");
+      return;
+    }
+    RunJobs(prepared->servable, prepared->specs, std::move(prepared->sentences),
+            [this](const Servable& version,
+                   const std::vector<std::shared_ptr<EmbedJob>>& jobs) {
+              v1::ScoreResponse response;
+              RequestHandler::FillScoreResponse(call_.score, version, jobs,
+                                                &response);
+              services().metrics->RecordTokens(version.model->name(),
+                                               response.usage().tokens());
+              return SimilarityJson(response);
+            });
+  }
+
+  using Formatter = std::function<std::string(
+      const Servable&, const std::vector<std::shared_ptr<EmbedJob>>&)>;
+
+  // Runs one job per spec on the servable's batcher, as a gRPC call does;
+  // when the last ends, `format` builds the answer (on that job's thread),
+  // which is written on the connection's executor. The first job to fail
+  // cancels the others and is the answer.
+  void RunJobs(const Servable& servable,
+               const std::vector<EmbedJob::Spec>& specs,
+               std::vector<std::vector<TokenList>> sentences,
+               Formatter format) {
+    servable_ = servable;
     Batcher* batcher = servable_.batcher.get();
     int64_t deadline = Task::kNoDeadline;
     int64_t timeout_ms = options().default_timeout_ms;
@@ -248,24 +295,61 @@ class Session : public std::enable_shared_from_this<Session> {
     if (timeout_ms > 0) {
       deadline = batcher->clock()->NowMicros() + timeout_ms * 1000;
     }
+    struct Shared {
+      std::vector<std::shared_ptr<EmbedJob>> jobs;
+      std::vector<absl::Status> statuses;  // slot k written by job k only
+      std::atomic<int> remaining{0};
+      std::atomic<int> first_failed{-1};
+      std::shared_ptr<Batcher> batcher;
+    };
+    auto shared = std::make_shared<Shared>();
+    const int n = static_cast<int>(specs.size());
+    shared->statuses.resize(n);
+    shared->remaining.store(n);
+    shared->batcher = servable_.batcher;
     auto self = shared_from_this();
     const Servable version{servable_.model, nullptr, servable_.version};
-    job_ = std::make_shared<EmbedJob>(
-        prepared->spec, std::move(prepared->sentences), deadline,
-        [self, version](EmbedJob& job, const absl::Status& status) {
-          // On the thread that ended the job: the answer is built here and
-          // written on the connection's executor.
-          std::string body;
-          if (status.ok()) body = self->Format(version, job);
-          net::post(self->stream_.get_executor(),
-                    [self, status, body = std::move(body)]() mutable {
-                      self->job_.reset();
-                      self->Answer(self->method_, status, std::move(body));
-                    });
-        });
+    for (int k = 0; k < n; ++k) {
+      shared->jobs.push_back(std::make_shared<EmbedJob>(
+          specs[k], std::move(sentences[k]), deadline,
+          [self, shared, version, format, k](EmbedJob&,
+                                             const absl::Status& status) {
+            shared->statuses[k] = status;
+            if (!status.ok()) {
+              int none = -1;
+              if (shared->first_failed.compare_exchange_strong(none, k)) {
+                for (int j = 0; j < static_cast<int>(shared->jobs.size());
+                     ++j) {
+                  if (j != k && !shared->jobs[j]->finished()) {
+                    shared->batcher->Cancel(shared->jobs[j]);
+                  }
+                }
+              }
+            }
+            if (shared->remaining.fetch_sub(1) != 1) return;
+            const int failed = shared->first_failed.load();
+            const absl::Status result =
+                failed < 0 ? absl::OkStatus() : shared->statuses[failed];
+            std::string body;
+            if (result.ok()) body = format(version, shared->jobs);
+            // Every other callback is past its last look at the jobs; the
+            // connection still holds them. (Breaks the jobs -> callback ->
+            // shared -> jobs cycle.)
+            shared->jobs.clear();
+            net::post(self->stream_.get_executor(),
+                      [self, result, body = std::move(body)]() mutable {
+                        self->jobs_.clear();
+                        self->Answer(self->method_, result, std::move(body));
+                      });
+          }));
+    }
+    jobs_ = shared->jobs;
     WatchForDisconnect();
-    absl::Status submitted = batcher->Submit(job_);
-    if (!submitted.ok()) job_->Fail(submitted);
+    for (const auto& job : shared->jobs) {
+      if (job->finished()) continue;  // a sibling failed it
+      absl::Status submitted = batcher->Submit(job);
+      if (!submitted.ok()) job->Fail(submitted);
+    }
   }
 
   std::string Format(const Servable& version, EmbedJob& job) {
@@ -292,13 +376,15 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().async_wait(
         tcp::socket::wait_read,
         [self = shared_from_this()](beast::error_code ec) {
-          if (ec || self->job_ == nullptr) return;
+          if (ec || self->jobs_.empty()) return;
           char byte;
           const ssize_t n = ::recv(self->stream_.socket().native_handle(),
                                    &byte, 1, MSG_PEEK | MSG_DONTWAIT);
           if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
             self->keep_alive_ = false;
-            self->servable_.batcher->Cancel(self->job_);
+            for (const auto& job : self->jobs_) {
+              self->servable_.batcher->Cancel(job);
+            }
           }
         });
   }
@@ -360,8 +446,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point start_;
   Method method_ = Method::kHttpInfo;
   HttpCall call_;
-  Servable servable_;  // held while its job runs
-  std::shared_ptr<EmbedJob> job_;
+  Servable servable_;                            // held while its job runs
+  std::vector<std::shared_ptr<EmbedJob>> jobs_;  // of the request in flight
   int64_t inputs_ = 0, tokens_ = 0;
 };
 

@@ -32,6 +32,8 @@ const char* MethodName(Method method) {
       return "http_info";
     case Method::kHttpHealth:
       return "http_health";
+    case Method::kHttpSimilarity:
+      return "http_similarity";
   }
   return "unknown";
 }

@@ -37,8 +37,9 @@ enum class Method {
   kHttpTokenize,
   kHttpInfo,
   kHttpHealth,
+  kHttpSimilarity,
 };
-constexpr int kNumMethods = 12;
+constexpr int kNumMethods = 13;
 const char* MethodName(Method method);
 
 // Thread-safe. Registers its families in `registry`, which must outlive it.

@@ -95,6 +95,18 @@ class HttpRoutesTest(unittest.TestCase):
                                 "user": "u1"})
         self.assertEqual(f32(body["data"][0]["embedding"]), raw_want[0])
 
+    def test_curl_gets_grpc_vectors(self):
+        out = subprocess.run(
+            ["curl", "-sS", "--fail-with-body",
+             "http://127.0.0.1:%d/v1/embeddings" % self.server.http_port,
+             "-H", "Content-Type: application/json",
+             "-d", json.dumps({"input": TEXTS, "model": "cbow_d12"})],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        want, _ = self.grpc_embed(TEXTS, model="cbow_d12")
+        self.assertEqual([f32(d["embedding"]) for d in
+                          json.loads(out.stdout)["data"]], want)
+
     def test_tei_routes_equal_grpc(self):
         want, _ = self.grpc_embed(TEXTS)
         status, _, body = post(self.server, "/embed", {"inputs": TEXTS})
@@ -116,6 +128,17 @@ class HttpRoutesTest(unittest.TestCase):
         status, _, body = post(self.server, "/tokenize", {"inputs": TEXTS})
         self.assertEqual([[x["text"] for x in r] for r in body],
                          [list(r.tokens) for r in t.results])
+        # /similarity: the cosines Score gives for the same pairs.
+        status, _, body = post(self.server, "/similarity", {"inputs": {
+            "source_sentence": "the dog", "sentences": TEXTS}})
+        self.assertEqual(status, 200, body)
+        score = self.server.stub.Score(embedder_pb2.ScoreRequest(pairs=[
+            embedder_pb2.Pair(a="the dog", b=t) for t in TEXTS]))
+        self.assertEqual(f32(body), list(score.scores))
+        status, _, body = post(self.server, "/similarity",
+                               {"inputs": ["not", "pairs"]})
+        self.assertEqual(status, 400)
+        self.assertIn("source_sentence", body["error"]["message"])
         status, body = get(self.server, "/info")
         self.assertEqual(status, 200)
         self.assertEqual((body["model_id"], body["dimension"],
