@@ -334,6 +334,34 @@ class HttpLimitsTest(unittest.TestCase):
             server.close()
             os.unlink(keys.name)
 
+    def test_a_deadline_that_passes_in_the_queue_is_504(self):
+        # Both workers busy with long inputs of the default bi-LSTM; a call
+        # with a 5 ms deadline behind them is dropped (or refused at once).
+        model = os.path.join(harness.SOURCE_DIR, "models", "default")
+        server = harness.Server([model], "--max_batch_sentences=64",
+                                "--max_inputs_per_request=64", metrics=False)
+        try:
+            long_text = " ".join(["word"] * 250)
+            busy = [threading.Thread(target=post, args=(
+                server, "/embed", {"inputs": [long_text] * 64,
+                                   "truncate": True}))
+                for _ in range(4)]
+            for t in busy:
+                t.start()
+            time.sleep(0.05)
+            status, _, body = post(server, "/embed", {"inputs": "the dog"},
+                                   {"X-Request-Timeout-Ms": "5"})
+            for t in busy:
+                t.join()
+            self.assertEqual(status, 504, body)
+            self.assertEqual(body["error"]["code"], "deadline_exceeded")
+            status, _, body = post(server, "/embed", {"inputs": "the dog"},
+                                   {"X-Request-Timeout-Ms": "soon"})
+            self.assertEqual(status, 400)
+            self.assertIn("X-Request-Timeout-Ms", body["error"]["message"])
+        finally:
+            server.close()
+
     def test_shutdown_answers_503_and_health_turns(self):
         server = harness.Server([SG_D8], "--lame_duck_ms=1500", metrics=False)
         try:
