@@ -14,8 +14,8 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
   libssl-dev
-  # the HTTP front door: Boost.Beast (Asio), RapidJSON
-  libboost-dev rapidjson-dev
+  # the HTTP front door: Boost.Beast (Asio), simdjson
+  libboost-dev libsimdjson-dev
   # the lock analysis, formatting and the fuzzers (clang, libFuzzer)
   clang clang-format libclang-rt-14-dev
   # tests, tools and the default model

@@ -2,16 +2,15 @@
 
 #include <charconv>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "rapidjson/document.h"
-#include "rapidjson/error/en.h"
+#include "simdjson.h"
 
 namespace ctxembed {
 namespace {
-
-using rapidjson::Value;
 
 void AppendFloat(float v, std::string* out) {
   char buf[32];
@@ -65,58 +64,76 @@ absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
 }
 
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+std::string Text(element e) {
+  std::string_view v;
+  (void)e.get_string().get(v);
+  return std::string(v);
+}
+
 // `inputs` as a string or an array of strings into `out`.
-absl::Status ReadInputs(const Value& v, absl::string_view field,
+absl::Status ReadInputs(element v, absl::string_view field,
                         google::protobuf::RepeatedPtrField<std::string>* out) {
-  if (v.IsString()) {
-    out->Add(std::string(v.GetString(), v.GetStringLength()));
+  if (v.is_string()) {
+    out->Add(Text(v));
     return absl::OkStatus();
   }
-  if (!v.IsArray()) {
+  simdjson::dom::array array;
+  if (v.get_array().get(array) != simdjson::SUCCESS) {
     return Invalid(field, "must be a string or an array of strings");
   }
-  for (rapidjson::SizeType i = 0; i < v.Size(); ++i) {
-    const Value& e = v[i];
-    if (e.IsString()) {
-      out->Add(std::string(e.GetString(), e.GetStringLength()));
-    } else if (e.IsNumber() || e.IsArray()) {
+  size_t i = 0;
+  for (element e : array) {
+    if (e.is_string()) {
+      out->Add(Text(e));
+    } else if (e.is_number() || e.is_array()) {
       return Invalid(field,
                      "token ids are not accepted; send the text (strings)");
     } else {
       return Invalid(absl::StrCat(field, "[", i, "]"), "must be a string");
     }
+    ++i;
   }
   return absl::OkStatus();
 }
 
-absl::Status ReadBool(const Value& object, const char* name, bool* out) {
-  auto it = object.FindMember(name);
-  if (it == object.MemberEnd() || it->value.IsNull()) return absl::OkStatus();
-  if (!it->value.IsBool()) return Invalid(name, "must be true or false");
-  *out = it->value.GetBool();
+// The member `name` of `o`, or nothing when absent or null.
+std::optional<element> Member(object o, const char* name) {
+  element e;
+  if (o[name].get(e) != simdjson::SUCCESS || e.is_null()) return std::nullopt;
+  return e;
+}
+
+absl::Status ReadBool(object o, const char* name, bool* out) {
+  std::optional<element> e = Member(o, name);
+  if (!e) return absl::OkStatus();
+  if (e->get_bool().get(*out) != simdjson::SUCCESS) {
+    return Invalid(name, "must be true or false");
+  }
   return absl::OkStatus();
 }
 
-absl::Status ReadString(const Value& object, const char* name,
-                        std::string* out) {
-  auto it = object.FindMember(name);
-  if (it == object.MemberEnd() || it->value.IsNull()) return absl::OkStatus();
-  if (!it->value.IsString()) return Invalid(name, "must be a string");
-  out->assign(it->value.GetString(), it->value.GetStringLength());
+absl::Status ReadString(object o, const char* name, std::string* out) {
+  std::optional<element> e = Member(o, name);
+  if (!e) return absl::OkStatus();
+  if (!e->is_string()) return Invalid(name, "must be a string");
+  *out = Text(*e);
   return absl::OkStatus();
 }
 
 // Truncation the TEI way: "truncate" (default: the server's) and
 // "truncation_direction" ("right", the default, or "left": keep the end).
-absl::Status ReadTruncation(const Value& object, const HttpApiOptions& options,
+absl::Status ReadTruncation(object o, const HttpApiOptions& options,
                             v1::EmbedRequest* request) {
   bool truncate = options.auto_truncate;
-  if (absl::Status s = ReadBool(object, "truncate", &truncate); !s.ok()) {
+  if (absl::Status s = ReadBool(o, "truncate", &truncate); !s.ok()) {
     return s;
   }
   request->set_truncate(truncate);
   std::string direction = "right";
-  if (absl::Status s = ReadString(object, "truncation_direction", &direction);
+  if (absl::Status s = ReadString(o, "truncation_direction", &direction);
       !s.ok()) {
     return s;
   }
@@ -187,21 +204,25 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
   HttpCall call;
   call.route = route;
   if (route == HttpRoute::kInfo || route == HttpRoute::kHealth) return call;
-  rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError()) {
+  // One parser per thread (a parser is not thread-safe; its buffers are
+  // reused from call to call). Strings are copied out before it is reused.
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (const simdjson::error_code error =
+          parser.parse(body.data(), body.size()).get(root);
+      error != simdjson::SUCCESS) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid JSON at byte ", doc.GetErrorOffset(), ": ",
-                     rapidjson::GetParseError_En(doc.GetParseError())));
+        absl::StrCat("invalid JSON: ", simdjson::error_message(error)));
   }
-  if (!doc.IsObject()) {
+  object doc;
+  if (root.get_object().get(doc) != simdjson::SUCCESS) {
     return absl::InvalidArgumentError("the body must be a JSON object");
   }
   if (route == HttpRoute::kOpenAiEmbeddings) {
     v1::EmbedRequest& r = call.embed;
-    auto input = doc.FindMember("input");
-    if (input == doc.MemberEnd()) return Invalid("input", "is required");
-    if (absl::Status s = ReadInputs(input->value, "input", r.mutable_inputs());
+    std::optional<element> input = Member(doc, "input");
+    if (!input) return Invalid("input", "is required");
+    if (absl::Status s = ReadInputs(*input, "input", r.mutable_inputs());
         !s.ok()) {
       return s;
     }
@@ -217,12 +238,13 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
       return Invalid("encoding_format", "must be \"float\" or \"base64\"");
     }
     if (absl::Status s = ReadString(doc, "user", &ignored); !s.ok()) return s;
-    auto dims = doc.FindMember("dimensions");
-    if (dims != doc.MemberEnd() && !dims->value.IsNull()) {
-      if (!dims->value.IsInt() || dims->value.GetInt() < 1) {
+    if (std::optional<element> dims = Member(doc, "dimensions")) {
+      int64_t n = 0;
+      if (dims->get_int64().get(n) != simdjson::SUCCESS || n < 1 ||
+          n > (1 << 20)) {
         return Invalid("dimensions", "must be a positive integer");
       }
-      call.dimensions = dims->value.GetInt();
+      call.dimensions = static_cast<int>(n);
     }
     bool normalize = true;  // OpenAI's vectors have unit length
     if (absl::Status s = ReadBool(doc, "normalize", &normalize); !s.ok()) {
@@ -236,30 +258,26 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
     r.set_truncate(truncate);
     return call;
   }
-  auto inputs = doc.FindMember("inputs");
-  if (inputs == doc.MemberEnd()) return Invalid("inputs", "is required");
+  std::optional<element> inputs = Member(doc, "inputs");
+  if (!inputs) return Invalid("inputs", "is required");
   std::string model;
   if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
   if (route == HttpRoute::kSimilarity) {
     // TEI: {"inputs": {"source_sentence": s, "sentences": [...]}}.
-    const Value& in = inputs->value;
-    if (!in.IsObject()) {
+    object in;
+    if (inputs->get_object().get(in) != simdjson::SUCCESS) {
       return Invalid(
           "inputs", "must be {\"source_sentence\": ..., \"sentences\": [...]}");
     }
-    std::string source;
-    auto src = in.FindMember("source_sentence");
-    if (src == in.MemberEnd() || !src->value.IsString()) {
+    std::optional<element> src = Member(in, "source_sentence");
+    if (!src || !src->is_string()) {
       return Invalid("inputs.source_sentence", "must be a string");
     }
-    source.assign(src->value.GetString(), src->value.GetStringLength());
-    auto sentences = in.FindMember("sentences");
-    if (sentences == in.MemberEnd()) {
-      return Invalid("inputs.sentences", "is required");
-    }
+    const std::string source = Text(*src);
+    std::optional<element> sentences = Member(in, "sentences");
+    if (!sentences) return Invalid("inputs.sentences", "is required");
     google::protobuf::RepeatedPtrField<std::string> others;
-    if (absl::Status s =
-            ReadInputs(sentences->value, "inputs.sentences", &others);
+    if (absl::Status s = ReadInputs(*sentences, "inputs.sentences", &others);
         !s.ok()) {
       return s;
     }
@@ -279,8 +297,7 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
   }
   if (route == HttpRoute::kTokenize) {
     v1::TokenizeRequest& r = call.tokenize;
-    if (absl::Status s =
-            ReadInputs(inputs->value, "inputs", r.mutable_inputs());
+    if (absl::Status s = ReadInputs(*inputs, "inputs", r.mutable_inputs());
         !s.ok()) {
       return s;
     }
@@ -293,7 +310,7 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
     return call;
   }
   v1::EmbedRequest& r = call.embed;
-  if (absl::Status s = ReadInputs(inputs->value, "inputs", r.mutable_inputs());
+  if (absl::Status s = ReadInputs(*inputs, "inputs", r.mutable_inputs());
       !s.ok()) {
     return s;
   }

@@ -2,7 +2,7 @@
 // transport: OpenAI's POST /v1/embeddings and text-embeddings-inference's
 // /embed, /embed_all, /tokenize, /info and /health, mapped onto the same
 // proto requests (and so the same RequestHandler, limits and errors) as
-// gRPC. JSON is read with RapidJSON and floats written with std::to_chars
+// gRPC. JSON is read with simdjson and floats written with std::to_chars
 // (shortest text that reads back to the same float).
 #ifndef CTXEMBED_SERVER_HTTP_API_H_
 #define CTXEMBED_SERVER_HTTP_API_H_

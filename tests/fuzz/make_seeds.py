@@ -28,3 +28,13 @@ with open(os.path.join(d, "embed_request.pb"), "wb") as f:
     f.write(ld(1, b"the dog") + ld(1, b"cat") + ld(2, b"sg_d8"))
 with open(os.path.join(d, "score_request.pb"), "wb") as f:
     f.write(ld(1, ld(1, b"a b") + ld(2, b"c")))
+# HTTP bodies: an OpenAI /v1/embeddings request with every field, and a TEI
+# /similarity request (also read as the other routes' bodies).
+with open(os.path.join(d, "openai_body.json"), "w") as f:
+    f.write('{"input": ["the dog bit the man", "a b"], "model": "m", '
+            '"encoding_format": "base64", "dimensions": 8, "user": "u", '
+            '"normalize": false, "truncate": true}')
+with open(os.path.join(d, "tei_body.json"), "w") as f:
+    f.write('{"inputs": {"source_sentence": "the dog", "sentences": '
+            '["a", "b\\u00e9"]}, "truncate": true, '
+            '"truncation_direction": "left", "normalize": true}')

@@ -22,10 +22,11 @@ inputs[safetensors]=$(join $golden/torch/fasttext_bilstm_bf16/model.safetensors 
 inputs[config]=$(join $golden/models/sg_d8/config.json $golden/torch/*/config.json)
 inputs[tokenizer]=$(join $seeds/text.txt)
 inputs[request]=$(join $seeds/embed_request.pb $seeds/score_request.pb)
+inputs[http_body]=$(join $seeds/openai_body.json $seeds/tei_body.json)
 dicts[config]=tests/fuzz/config.dict
 
 for target in fasttext_bin vec_text word2vec_bin word_vectors safetensors \
-              config tokenizer request; do
+              config tokenizer request http_body; do
   work="$build/fuzz-work/$target"
   rm -rf "$work" && mkdir -p "$work"
   seed_inputs=${inputs[$target]}
