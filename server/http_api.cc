@@ -7,58 +7,11 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "inference/json_writer.h"
 #include "simdjson.h"
 
 namespace ctxembed {
 namespace {
-
-void AppendFloat(float v, std::string* out) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  out->append(buf, r.ptr);
-}
-
-void AppendFloats(const v1::Vector& v, std::string* out) {
-  out->push_back('[');
-  for (int i = 0; i < v.values_size(); ++i) {
-    if (i > 0) out->push_back(',');
-    AppendFloat(v.values(i), out);
-  }
-  out->push_back(']');
-}
-
-// A JSON string literal.
-void AppendString(absl::string_view s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
@@ -340,12 +293,12 @@ std::string OpenAiEmbeddingsJson(const HttpCall& call,
       out.append(absl::Base64Escape(bytes));
       out.push_back('"');
     } else {
-      AppendFloats(v, &out);
+      AppendJsonFloats(v, &out);
     }
     out.push_back('}');
   }
   out.append(R"(],"model":)");
-  AppendString(response.model(), &out);
+  AppendJsonString(response.model(), &out);
   absl::StrAppend(&out, R"(,"usage":{"prompt_tokens":)",
                   response.usage().tokens(), R"(,"total_tokens":)",
                   response.usage().tokens(), "}}");
@@ -356,7 +309,7 @@ std::string EmbedJson(const v1::EmbedResponse& response) {
   std::string out = "[";
   for (int i = 0; i < response.embeddings_size(); ++i) {
     if (i > 0) out.push_back(',');
-    AppendFloats(response.embeddings(i), &out);
+    AppendJsonFloats(response.embeddings(i), &out);
   }
   out.push_back(']');
   return out;
@@ -370,7 +323,7 @@ std::string EmbedAllJson(const v1::EmbedTokensResponse& response) {
     const v1::TokenEmbeddings& r = response.results(i);
     for (int k = 0; k < r.vectors_size(); ++k) {
       if (k > 0) out.push_back(',');
-      AppendFloats(r.vectors(k), &out);
+      AppendJsonFloats(r.vectors(k), &out);
     }
     out.push_back(']');
   }
@@ -387,7 +340,7 @@ std::string TokenizeJson(const v1::TokenizeResponse& response) {
     for (int k = 0; k < r.tokens_size(); ++k) {
       if (k > 0) out.push_back(',');
       out.append(R"({"text":)");
-      AppendString(r.tokens(k), &out);
+      AppendJsonString(r.tokens(k), &out);
       out.append(R"(,"special":false})");
     }
     out.push_back(']');
@@ -400,7 +353,7 @@ std::string SimilarityJson(const v1::ScoreResponse& response) {
   std::string out = "[";
   for (int i = 0; i < response.scores_size(); ++i) {
     if (i > 0) out.push_back(',');
-    AppendFloat(response.scores(i), &out);
+    AppendJsonFloat(response.scores(i), &out);
   }
   out.push_back(']');
   return out;
@@ -409,12 +362,12 @@ std::string SimilarityJson(const v1::ScoreResponse& response) {
 std::string InfoJson(const v1::ModelInfo& model, int max_inputs_per_request,
                      int64_t max_message_bytes) {
   std::string out = R"({"model_id":)";
-  AppendString(model.name(), &out);
+  AppendJsonString(model.name(), &out);
   absl::StrAppend(&out, R"(,"model_version":)", model.version(),
                   R"(,"model_type":{"embedding":{"pooling":)");
-  AppendString(model.pooling(), &out);
+  AppendJsonString(model.pooling(), &out);
   out.append(R"(}},"architecture":)");
-  AppendString(model.architecture(), &out);
+  AppendJsonString(model.architecture(), &out);
   absl::StrAppend(&out, R"(,"model_dtype":"float32","dimension":)",
                   model.dimension(), R"(,"max_input_length":)",
                   model.max_tokens(), R"(,"max_client_batch_size":)",
@@ -463,11 +416,11 @@ std::string ErrorJson(const absl::Status& status) {
   std::string code = absl::StatusCodeToString(status.code());
   for (char& c : code) c = absl::ascii_tolower(static_cast<unsigned char>(c));
   std::string out = R"({"error":{"message":)";
-  AppendString(status.message(), &out);
+  AppendJsonString(status.message(), &out);
   out.append(R"(,"type":)");
-  AppendString(type, &out);
+  AppendJsonString(type, &out);
   out.append(R"(,"code":)");
-  AppendString(code, &out);
+  AppendJsonString(code, &out);
   out.append("}}");
   return out;
 }

@@ -15,7 +15,6 @@
 // Exit status 0 on success; 1 with a message on stderr otherwise.
 #include <grpcpp/grpcpp.h>
 
-#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -28,6 +27,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "ctxembed/v1/embedder.grpc.pb.h"
+#include "inference/json_writer.h"
 #include "inference/request_handler.h"
 #include "model/kernels.h"
 #include "model/status_macros.h"
@@ -50,50 +50,6 @@ namespace ctxembed {
 namespace {
 
 // --- JSON output -----------------------------------------------------------
-
-void AppendJsonString(absl::string_view s, std::string* out) {
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-// Shortest text that reads back as the same float.
-void AppendVector(const v1::Vector& v, std::string* out) {
-  out->push_back('[');
-  char buf[32];
-  for (int i = 0; i < v.values_size(); ++i) {
-    if (i > 0) out->push_back(',');
-    auto r = std::to_chars(buf, buf + sizeof buf, v.values(i));
-    out->append(buf, r.ptr);
-  }
-  out->push_back(']');
-}
 
 void AppendTokens(const google::protobuf::RepeatedPtrField<std::string>& tokens,
                   std::string* out) {
@@ -248,7 +204,7 @@ absl::Status RunEmbed(Backend& backend, const std::vector<std::string>& texts) {
     for (int i = 0; i < resp.embeddings_size(); ++i) {
       std::string line = LineStart(first + i, req.inputs(i));
       line.append(",\"embedding\":");
-      AppendVector(resp.embeddings(i), &line);
+      AppendJsonFloats(resp.embeddings(i), &line);
       std::cout << line << "}\n";
     }
     return absl::OkStatus();
@@ -268,7 +224,7 @@ absl::Status RunTokens(Backend& backend,
       line.append(",\"vectors\":[");
       for (int t = 0; t < r.vectors_size(); ++t) {
         if (t > 0) line.push_back(',');
-        AppendVector(r.vectors(t), &line);
+        AppendJsonFloats(r.vectors(t), &line);
       }
       std::cout << line << "]}\n";
     }
