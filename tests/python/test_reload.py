@@ -1,4 +1,5 @@
-"""Model versions swapped while 64 callers embed: no failed call, and every
+"""Model versions swapped (and one broken version published) while 64
+callers embed: no failed call, and every
 answer's vector is the one of the version its model_version names; a broken
 version is refused while the old one keeps serving; SIGHUP rescans."""
 import collections
@@ -139,13 +140,29 @@ class ReloadTest(unittest.TestCase):
         for t in threads:
             t.start()
         try:
-            for v in range(2, 22):  # 20 swaps
+            for v in range(2, 23):  # 20 swaps, and one broken version
+                path = os.path.join(self.versions, str(v))
                 src, lowercase = VARIANTS[(v - 1) % len(VARIANTS)]
-                copy_model(src, os.path.join(self.versions, str(v)), "m",
-                           lowercase)
+                if v == 12:
+                    # Weights cut short, under load: refused, counted, and
+                    # version 11 keeps answering; 13 replaces it.
+                    staging = path + ".partial"
+                    shutil.copytree(os.path.join(MODELS, "sg_d8"), staging)
+                    bin_path = os.path.join(staging, "vectors.bin")
+                    with open(bin_path, "r+b") as f:
+                        f.truncate(os.path.getsize(bin_path) // 2)
+                    os.rename(staging, path)
+                    deadline = time.monotonic() + 30
+                    while metric(scrape(server), 'ctxembed_model_reloads_total'
+                                 '{model="m",result="failed"}') < 1:
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.05)
+                    continue
+                copy_model(src, path, "m", lowercase)
                 self.wait_for_version(server, v)
-                if v % 3 == 0:  # old versions removed now and then
-                    shutil.rmtree(os.path.join(self.versions, str(v - 2)))
+                old = os.path.join(self.versions, str(v - 2))
+                if v % 3 == 0 and os.path.isdir(old):  # removed now and then
+                    shutil.rmtree(old)
                 time.sleep(0.1)
         finally:
             stop.set()
@@ -155,7 +172,10 @@ class ReloadTest(unittest.TestCase):
         # Most versions answered some calls (swaps are 0.1 s apart).
         self.assertGreaterEqual(len(by_version), 15, by_version)
         text = scrape(server)
-        self.assertEqual(metric(text, 'ctxembed_model_version{model="m"}'), 21)
+        self.assertEqual(metric(text, 'ctxembed_model_version{model="m"}'), 22)
+        self.assertEqual(metric(
+            text, 'ctxembed_model_reloads_total{model="m",result="failed"}'), 1)
+        self.assertNotIn(12, by_version)
         self.assertEqual(metric(
             text, 'ctxembed_model_reloads_total{model="m",result="loaded"}'),
             21)
