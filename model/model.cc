@@ -70,6 +70,13 @@ absl::Status Model::Finish(const SafeTensors* weights) {
   } else {
     architecture_ = towers_[0]->architecture();
   }
+  for (int d : config_.matryoshka_dimensions) {
+    if (d >= dim()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.json: key \"matryoshka_dimensions\": ", d,
+          " is not shorter than the model's vectors (", dim(), ")"));
+    }
+  }
   if (config_.comparator) {
     CTXEMBED_ASSIGN_OR_RETURN(
         Comparator c, Comparator::Create(*config_.comparator, dim(), *weights));

@@ -359,7 +359,7 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
   CTXEMBED_RETURN_IF_ERROR(top.CheckKeys(
       {"ctxembed_format", "name", "max_tokens", "tokenizer", "weights",
        "embedding", "encoder", "pooling", "sif", "projection", "normalize",
-       "towers", "comparator", "precision"}));
+       "towers", "comparator", "precision", "matryoshka_dimensions"}));
   CTXEMBED_RETURN_IF_ERROR(top.Int("ctxembed_format", true, kFormatVersion,
                                    kFormatVersion, &config.format_version));
   CTXEMBED_RETURN_IF_ERROR(top.String("name", true, &config.name));
@@ -375,6 +375,24 @@ absl::StatusOr<ModelConfig> ParseTop(const Json& json, absl::string_view file) {
                                     kPrecisions, &config.precision));
   for (auto& [name, tower] : config.towers) {
     for (RecurrentConfig& m : tower.encoder) m.precision = config.precision;
+  }
+  if (auto it = json.find("matryoshka_dimensions"); it != json.end()) {
+    if (!it->is_array()) {
+      return top.Error("matryoshka_dimensions",
+                       "expected an array of ascending positive integers");
+    }
+    for (const Json& d : *it) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 1 ||
+          d.get<int64_t>() > (1 << 16) ||
+          (!config.matryoshka_dimensions.empty() &&
+           d.get<int64_t>() <= config.matryoshka_dimensions.back())) {
+        return top.Error("matryoshka_dimensions",
+                         absl::StrCat("expected ascending positive integers, "
+                                      "got ",
+                                      it->dump()));
+      }
+      config.matryoshka_dimensions.push_back(d.get<int>());
+    }
   }
   return config;
 }

@@ -100,6 +100,11 @@ struct ModelConfig {
   // "precision": "fp32" (default) or "bf16", the recurrent weights' (see
   // Precision); also set in every tower's RecurrentConfig.
   Precision precision = Precision::kFp32;
+  // "matryoshka_dimensions": the shorter lengths the model was trained to
+  // keep meaning when its vectors are cut to them (Matryoshka
+  // representation learning), ascending; clients may ask for those
+  // (OpenAI's "dimensions"). Empty: vectors are served whole only.
+  std::vector<int> matryoshka_dimensions;
 
   // True if any part reads tensors from `weights`.
   bool NeedsWeights() const;

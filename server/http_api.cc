@@ -1,6 +1,6 @@
 #include "server/http_api.h"
 
-#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <string_view>
@@ -284,7 +284,23 @@ std::string OpenAiEmbeddingsJson(const HttpCall& call,
     if (i > 0) out.push_back(',');
     absl::StrAppend(&out, R"({"object":"embedding","index":)", i,
                     R"(,"embedding":)");
-    const v1::Vector& v = response.embeddings(i);
+    v1::Vector cut;
+    const v1::Vector* vp = &response.embeddings(i);
+    if (call.cut_to > 0 && call.cut_to < vp->values_size()) {
+      // A Matryoshka model's prefix, at unit length again if asked.
+      cut.mutable_values()->Assign(vp->values().begin(),
+                                   vp->values().begin() + call.cut_to);
+      if (call.renormalize) {
+        double norm = 0;
+        for (float x : cut.values()) norm += static_cast<double>(x) * x;
+        if (norm > 0) {
+          const float scale = static_cast<float>(1.0 / std::sqrt(norm));
+          for (float& x : *cut.mutable_values()) x *= scale;
+        }
+      }
+      vp = &cut;
+    }
+    const v1::Vector& v = *vp;
     if (call.base64) {
       // Little-endian float32, as OpenAI's base64 encoding.
       std::string bytes(sizeof(float) * v.values_size(), '\0');

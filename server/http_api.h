@@ -42,6 +42,10 @@ struct HttpCall {
   v1::ScoreRequest score;        // kSimilarity: (source, sentence i) pairs
   bool base64 = false;           // OpenAI encoding_format "base64"
   int dimensions = 0;            // OpenAI "dimensions" (0: not given)
+  // Set by the server once the model is known: cut vectors to this length
+  // (one of its matryoshka_dimensions), then normalize if `renormalize`.
+  int cut_to = 0;
+  bool renormalize = false;
 };
 
 struct HttpApiOptions {

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +19,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "inference/embed_job.h"
 #include "scheduling/clock.h"
@@ -225,10 +227,22 @@ class Session : public std::enable_shared_from_this<Session> {
     tokens_ = stats.tokens;
     if (prepared.ok() && call_.dimensions > 0 &&
         call_.dimensions != prepared->spec.tower->output_dim()) {
-      prepared = absl::InvalidArgumentError(absl::StrCat(
-          "dimensions: model \"", prepared->servable.model->name(), "\" gives ",
-          prepared->spec.tower->output_dim(),
-          "-dimensional vectors and was not trained to have them cut"));
+      const std::vector<int>& cuts =
+          prepared->servable.model->config().matryoshka_dimensions;
+      if (std::find(cuts.begin(), cuts.end(), call_.dimensions) != cuts.end()) {
+        // Cut after pooling, then normalize the prefix (not the whole).
+        call_.cut_to = call_.dimensions;
+        call_.renormalize = call_.embed.normalize();
+        call_.embed.set_normalize(false);
+      } else {
+        prepared = absl::InvalidArgumentError(absl::StrCat(
+            "dimensions: model \"", prepared->servable.model->name(),
+            "\" gives ", prepared->spec.tower->output_dim(),
+            "-dimensional vectors",
+            cuts.empty() ? " and was not trained to have them cut"
+                         : absl::StrCat(" and may be cut to ",
+                                        absl::StrJoin(cuts, ", "), " only")));
+      }
     }
     if (!prepared.ok()) {
       Answer(method_, prepared.status(), "");

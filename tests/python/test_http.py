@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -333,6 +334,47 @@ class HttpLimitsTest(unittest.TestCase):
         finally:
             server.close()
             os.unlink(keys.name)
+
+    def test_matryoshka_models_cut_vectors_to_declared_dimensions(self):
+        tmp = tempfile.mkdtemp(prefix="ctxembed_matryoshka_")
+        model = os.path.join(tmp, "m")
+        shutil.copytree(CBOW, model)
+        path = os.path.join(model, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        config["matryoshka_dimensions"] = [4, 8]
+        with open(path, "w") as f:
+            json.dump(config, f)
+        server = harness.Server([model], metrics=False)
+        try:
+            raw = server.stub.Embed(embedder_pb2.EmbedRequest(
+                inputs=["the dog"])).embeddings[0].values
+            prefix = list(raw[:4])
+            norm = sum(x * x for x in prefix) ** 0.5
+            status, _, body = post(server, "/v1/embeddings",
+                                   {"input": "the dog", "dimensions": 4})
+            self.assertEqual(status, 200, body)
+            got = body["data"][0]["embedding"]
+            self.assertEqual(len(got), 4)
+            for g, w in zip(got, prefix):
+                self.assertAlmostEqual(g, w / norm, places=6)
+            status, _, body = post(server, "/v1/embeddings",
+                                   {"input": "the dog", "dimensions": 4,
+                                    "normalize": False})
+            self.assertEqual(f32(body["data"][0]["embedding"]), prefix)
+            status, _, body = post(server, "/v1/embeddings",
+                                   {"input": "the dog", "dimensions": 5})
+            self.assertEqual(status, 400)
+            self.assertIn("may be cut to 4, 8 only", body["error"]["message"])
+        finally:
+            server.close()
+        config["matryoshka_dimensions"] = [4, 12]
+        with open(path, "w") as f:
+            json.dump(config, f)
+        code, err = harness.run_server_expecting_failure([model])
+        self.assertEqual(code, 1)
+        self.assertIn("12 is not shorter than the model's vectors (12)", err)
+        shutil.rmtree(tmp)
 
     def test_a_deadline_that_passes_in_the_queue_is_504(self):
         # Both workers busy with long inputs of the default bi-LSTM; a call
