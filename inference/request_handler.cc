@@ -157,8 +157,7 @@ absl::StatusOr<PreparedEmbed> RequestHandler::Prepare(
         ResolvePooling(*t.model, *t.tower, request.pooling()));
   }
   CTXEMBED_ASSIGN_OR_RETURN(
-      stats->tokens, TokenizeAll(*t.model, request.inputs(),
-                                 (request.truncate() || options_.auto_truncate),
+      stats->tokens, TokenizeAll(*t.model, request.inputs(), request.truncate(),
                                  request.truncation_direction() ==
                                      v1::TRUNCATION_DIRECTION_LEFT,
                                  MaxTokenBytes(options_), prepared.sentences));
@@ -320,17 +319,16 @@ absl::StatusOr<PreparedScore> RequestHandler::PrepareScore(
   std::vector<TokenList> all(2 * n);
   for (int i = 0; i < n; ++i) {
     const v1::Pair& pair = request.pairs(i);
-    CTXEMBED_RETURN_IF_ERROR(
-        TokenizeInput(
-            model, pair.a(), (request.truncate() || options_.auto_truncate),
-            MaxTokenBytes(options_), InputLabel{"pair", i, " text a"}, &all[i])
-            .status());
-    CTXEMBED_RETURN_IF_ERROR(
-        TokenizeInput(model, pair.b(),
-                      (request.truncate() || options_.auto_truncate),
-                      MaxTokenBytes(options_), InputLabel{"pair", i, " text b"},
-                      &all[n + i])
-            .status());
+    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.a(), request.truncate(),
+                                           MaxTokenBytes(options_),
+                                           InputLabel{"pair", i, " text a"},
+                                           &all[i])
+                                 .status());
+    CTXEMBED_RETURN_IF_ERROR(TokenizeInput(model, pair.b(), request.truncate(),
+                                           MaxTokenBytes(options_),
+                                           InputLabel{"pair", i, " text b"},
+                                           &all[n + i])
+                                 .status());
     stats->tokens += static_cast<int64_t>(all[i].size() + all[n + i].size());
   }
   PreparedScore prepared;
@@ -412,8 +410,7 @@ absl::Status RequestHandler::Tokenize(const v1::TokenizeRequest& request,
     CTXEMBED_ASSIGN_OR_RETURN(
         const size_t count,
         TokenizeInput(
-            *model, request.inputs(i),
-            (request.truncate() || options_.auto_truncate),
+            *model, request.inputs(i), request.truncate(),
             MaxTokenBytes(options_), InputLabel{"input", i}, &tokens,
             request.truncation_direction() == v1::TRUNCATION_DIRECTION_LEFT));
     v1::TokenList* result = response->add_results();

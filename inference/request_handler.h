@@ -51,8 +51,9 @@ class RequestHandler {
     // Embed and EmbedTokens requests whose answer must be larger are
     // refused with OUT_OF_RANGE before any work. 0: no bound.
     int64_t max_response_bytes = 0;
-    // Cut inputs over max_tokens whatever the request says (the server's
-    // --auto_truncate).
+    // The server's --auto_truncate: the protocol layers make it the default
+    // of a request's truncate (gRPC's proto3 bool cannot say "unset", so
+    // there it turns truncation on; over HTTP an explicit false wins).
     bool auto_truncate = false;
   };
 

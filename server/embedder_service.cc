@@ -43,6 +43,15 @@ void RunJob(const std::shared_ptr<EmbedJob>& job, Batcher* batcher) {
   if (!submitted.ok()) job->Fail(submitted);
 }
 
+// --auto_truncate over gRPC: a proto3 bool cannot tell "unset" from false,
+// so the server default turns truncation on.
+template <typename Request>
+void ApplyAutoTruncate(const RequestHandler& handler, Request* request) {
+  if constexpr (!std::is_same_v<Request, v1::ListModelsRequest>) {
+    if (handler.options().auto_truncate) request->set_truncate(true);
+  }
+}
+
 absl::Status WithRequestId(const absl::Status& status,
                            const std::string& request_id) {
   if (status.ok() || request_id.empty()) return status;
@@ -318,6 +327,7 @@ class EmbedStreamReactor
     auto request = std::make_shared<v1::EmbedRequest>();
     CallStats stats;
     absl::Status parsed = ParseRequest(in_, request.get());
+    if (parsed.ok()) ApplyAutoTruncate(*handler_, request.get());
     absl::StatusOr<PreparedEmbed> prepared =
         parsed.ok()
             ? handler_->Prepare(*request, EmbedJob::Kind::kEmbed, &stats)
@@ -530,6 +540,7 @@ grpc::ServerUnaryReactor* EmbedderService::ServeUnary(
   CallStats stats;
   absl::Status status = Authenticate(context);
   if (status.ok()) status = ParseRequest(*in, &request);
+  if (status.ok()) ApplyAutoTruncate(*handler_, &request);
   if (status.ok()) status = call(request, &response, &stats);
   if (status.ok()) {
     SerializeResponse(response, out);
@@ -552,6 +563,7 @@ grpc::ServerUnaryReactor* EmbedderService::ServeBatched(
   CallStats stats;
   absl::Status parsed = Authenticate(context);
   if (parsed.ok()) parsed = ParseRequest(*in, &call->request);
+  if (parsed.ok()) ApplyAutoTruncate(*handler_, &call->request);
   absl::StatusOr<PreparedEmbed> prepared =
       parsed.ok() ? handler_->Prepare(call->request, kind, &stats)
                   : absl::StatusOr<PreparedEmbed>(parsed);
@@ -599,6 +611,7 @@ grpc::ServerUnaryReactor* EmbedderService::Score(
   CallStats stats;
   absl::Status parsed = Authenticate(context);
   if (parsed.ok()) parsed = ParseRequest(*request, &call->request);
+  if (parsed.ok()) ApplyAutoTruncate(*handler_, &call->request);
   absl::StatusOr<PreparedScore> prepared =
       parsed.ok() ? handler_->PrepareScore(call->request, &stats)
                   : absl::StatusOr<PreparedScore>(parsed);

@@ -90,8 +90,9 @@ ABSL_FLAG(bool, access_log, false,
           "one JSON line per HTTP request on stderr: time, route, status, "
           "latency, inputs, tokens, request id (never the text)");
 ABSL_FLAG(bool, auto_truncate, false,
-          "cut inputs longer than the model's max_tokens instead of refusing "
-          "them, whatever the request says (gRPC and HTTP)");
+          "the default of truncate: inputs over the model's max_tokens are "
+          "cut, not refused (gRPC requests always; HTTP requests unless they "
+          "send \"truncate\": false)");
 ABSL_FLAG(bool, batching, true,
           "gather concurrent requests into batches; false runs each request "
           "as a batch of its own (still queued, admitted and timed)");

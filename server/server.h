@@ -68,8 +68,7 @@ class EmbeddingServer {
     std::string http_address;
     int64_t http_default_timeout_ms = 0;
     bool access_log = false;
-    // Inputs longer than max_tokens are cut unless the request says
-    // otherwise (HTTP "truncate": false); gRPC requests always truncate.
+    // The default of truncate (see RequestHandler::Options).
     bool auto_truncate = false;
     // Dynamic batching (per model); false runs every call as a batch of its
     // own, still through the scheduler (queue limits, deadlines, metrics).

@@ -376,6 +376,21 @@ class HttpLimitsTest(unittest.TestCase):
         self.assertIn("12 is not shorter than the model's vectors (12)", err)
         shutil.rmtree(tmp)
 
+    def test_auto_truncate_is_the_default_an_http_request_can_override(self):
+        server = harness.Server([SG_D8], "--auto_truncate", metrics=False)
+        try:
+            long_text = " ".join(["w"] * 70)
+            r = server.stub.Embed(embedder_pb2.EmbedRequest(inputs=[long_text]))
+            self.assertEqual(r.usage.tokens, 64)
+            status, _, body = post(server, "/embed", {"inputs": long_text})
+            self.assertEqual(status, 200, body)
+            status, _, body = post(server, "/embed", {"inputs": long_text,
+                                                      "truncate": False})
+            self.assertEqual(status, 400)
+            self.assertIn("has 70 tokens", body["error"]["message"])
+        finally:
+            server.close()
+
     def test_a_deadline_that_passes_in_the_queue_is_504(self):
         # Both workers busy with long inputs of the default bi-LSTM; a call
         # with a 5 ms deadline behind them is dropped (or refused at once).
