@@ -49,12 +49,16 @@ class HttpServer::Impl {
       acceptor_.close(ignored);
     });
   }
-  void Shutdown(absl::Duration timeout) {
-    StopAccepting();
+  bool WaitIdle(absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     while (in_flight_.load() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(2));
     }
+    return in_flight_.load() == 0;
+  }
+  void Shutdown(absl::Duration timeout) {
+    StopAccepting();
+    WaitIdle(timeout);
     ioc_.stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -530,6 +534,10 @@ HttpServer::~HttpServer() { Shutdown(absl::ZeroDuration()); }
 int HttpServer::port() const { return impl_->port(); }
 
 void HttpServer::StopAccepting() { impl_->StopAccepting(); }
+
+bool HttpServer::WaitIdle(absl::Duration timeout) {
+  return impl_->WaitIdle(timeout);
+}
 
 void HttpServer::Shutdown(absl::Duration timeout) { impl_->Shutdown(timeout); }
 

@@ -53,6 +53,8 @@ class HttpServer {
   // New requests get 503 from now on (and connections close after their
   // answer); the listener closes.
   void StopAccepting();
+  // Waits up to `timeout` until no request is in flight; true if none is.
+  bool WaitIdle(absl::Duration timeout);
   // StopAccepting, then waits up to `timeout` for the requests in flight to
   // be answered, and closes every connection.
   void Shutdown(absl::Duration timeout);

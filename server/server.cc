@@ -507,6 +507,12 @@ void EmbeddingServer::Shutdown() {
       start + drain - margin - std::chrono::steady_clock::now();
   grpc_stopped.WaitForNotificationWithTimeout(absl::FromChrono(
       std::max(left_before_margin, std::chrono::steady_clock::duration{})));
+  // HTTP requests already taken get the same time as gRPC calls.
+  if (http_server_ != nullptr) {
+    http_server_->WaitIdle(absl::FromChrono(
+        std::max(start + drain - margin - std::chrono::steady_clock::now(),
+                 std::chrono::steady_clock::duration{})));
+  }
   // Refuse new work; what is still queued fails with UNAVAILABLE now (all
   // batchers at once, on the shared workers).
   std::vector<std::thread> drains;

@@ -419,6 +419,28 @@ class HttpLimitsTest(unittest.TestCase):
         finally:
             server.close()
 
+    def test_requests_in_flight_at_sigterm_get_their_answers(self):
+        model = os.path.join(harness.SOURCE_DIR, "models", "default")
+        server = harness.Server([model], "--max_inputs_per_request=64",
+                                metrics=False)
+        try:
+            long_text = " ".join(["word"] * 250)
+            results = []
+            calls = [threading.Thread(target=lambda: results.append(post(
+                server, "/embed", {"inputs": [long_text] * 64,
+                                   "truncate": True})))
+                for _ in range(3)]
+            for t in calls:
+                t.start()
+            time.sleep(0.05)
+            server.proc.send_signal(15)
+            for t in calls:
+                t.join()
+            self.assertEqual([r[0] for r in results], [200, 200, 200])
+            self.assertEqual(server.stop()[0], 0)
+        finally:
+            server.close()
+
     def test_shutdown_answers_503_and_health_turns(self):
         server = harness.Server([SG_D8], "--lame_duck_ms=1500", metrics=False)
         try:
