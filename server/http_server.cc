@@ -103,12 +103,18 @@ class Session : public std::enable_shared_from_this<Session> {
   const HttpServer::Options& options() const { return server_->options_; }
   const HttpServer::Services& services() const { return server_->services_; }
 
+  // The idle timeout runs while reading a request and while writing its
+  // answer, not while the answer is computed.
+  void ArmTimeout() {
+    stream_.expires_after(std::chrono::milliseconds(
+        options().idle_timeout_ms > 0 ? options().idle_timeout_ms : 60000));
+  }
+
   void Read() {
     parser_.emplace();
     parser_->body_limit(options().max_body_bytes);
     parser_->header_limit(16 * 1024);
-    stream_.expires_after(std::chrono::milliseconds(
-        options().idle_timeout_ms > 0 ? options().idle_timeout_ms : 60000));
+    ArmTimeout();
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->OnRead(ec);
@@ -435,6 +441,7 @@ class Session : public std::enable_shared_from_this<Session> {
           "\"}\n");
       std::fwrite(line.data(), 1, line.size(), stderr);
     }
+    ArmTimeout();
     http::async_write(
         stream_, *response,
         [self = shared_from_this(), response](beast::error_code ec, size_t) {

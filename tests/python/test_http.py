@@ -421,8 +421,9 @@ class HttpLimitsTest(unittest.TestCase):
 
     def test_requests_in_flight_at_sigterm_get_their_answers(self):
         model = os.path.join(harness.SOURCE_DIR, "models", "default")
+        # An idle timeout shorter than the work: it must not cut the answer.
         server = harness.Server([model], "--max_inputs_per_request=64",
-                                metrics=False)
+                                "--max_connection_idle_ms=50", metrics=False)
         try:
             long_text = " ".join(["word"] * 250)
             results = []
