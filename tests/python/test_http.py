@@ -442,6 +442,40 @@ class HttpLimitsTest(unittest.TestCase):
         finally:
             server.close()
 
+    def test_a_client_that_hangs_up_cancels_its_queued_work(self):
+        model = os.path.join(harness.SOURCE_DIR, "models", "default")
+        server = harness.Server([model], "--max_inputs_per_request=64")
+        try:
+            body = json.dumps({"inputs": [" ".join(["word"] * 250)] * 64,
+                               "truncate": True}).encode()
+            request = (b"POST /embed HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(body)) + body
+            socks = []
+            for _ in range(6):  # more work than the 2 workers run at once
+                s = socket.create_connection(("127.0.0.1", server.http_port))
+                s.sendall(request)
+                socks.append(s)
+            time.sleep(0.05)
+            for s in socks:
+                s.close()
+            url = "http://127.0.0.1:%d/metrics" % server.metrics_port
+            series = ('ctxembed_rejected_total{model="ctx-sif-bilstm",'
+                      'reason="cancelled"}')
+            deadline = time.monotonic() + 30
+            cancelled = 0
+            while time.monotonic() < deadline and cancelled == 0:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith(series + " "):
+                            cancelled = float(line.split()[-1])
+                time.sleep(0.05)
+            self.assertGreater(cancelled, 0)
+            # The server goes on.
+            self.assertEqual(post(server, "/embed", {"inputs": "a"})[0], 200)
+        finally:
+            server.close()
+
     def test_shutdown_answers_503_and_health_turns(self):
         server = harness.Server([SG_D8], "--lame_duck_ms=1500", metrics=False)
         try:
