@@ -78,8 +78,9 @@ absl::Status ReadString(object o, const char* name, std::string* out) {
 
 // Truncation the TEI way: "truncate" (default: the server's) and
 // "truncation_direction" ("right", the default, or "left": keep the end).
+template <typename Request>  // EmbedRequest or TokenizeRequest
 absl::Status ReadTruncation(object o, const HttpApiOptions& options,
-                            v1::EmbedRequest* request) {
+                            Request* request) {
   bool truncate = options.auto_truncate;
   if (absl::Status s = ReadBool(o, "truncate", &truncate); !s.ok()) {
     return s;
@@ -255,11 +256,7 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
       return s;
     }
     r.set_model(model);
-    bool truncate = options.auto_truncate;
-    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
-      return s;
-    }
-    r.set_truncate(truncate);
+    if (absl::Status s = ReadTruncation(doc, options, &r); !s.ok()) return s;
     return call;
   }
   v1::EmbedRequest& r = call.embed;

@@ -191,6 +191,10 @@ class HttpRoutesTest(unittest.TestCase):
             truncation_direction=1)).results[0].tokens
         self.assertEqual((right[0], right[-1]), ("w0", "w63"))
         self.assertEqual((left[0], left[-1]), ("w6", "w69"))
+        status, _, body = post(self.server, "/tokenize",
+                               {"inputs": long_text, "truncate": True,
+                                "truncation_direction": "left"})
+        self.assertEqual([t["text"] for t in body[0]], list(left))
 
     def test_keep_alive_and_pipelined_requests_are_answered_in_order(self):
         sock = socket.create_connection(("127.0.0.1", self.server.http_port),
