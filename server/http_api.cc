@@ -20,9 +20,10 @@ absl::Status Invalid(absl::string_view field, absl::string_view problem) {
 using simdjson::dom::element;
 using simdjson::dom::object;
 
+// A string element's text (callers checked is_string; "" otherwise).
 std::string Text(element e) {
   std::string_view v;
-  (void)e.get_string().get(v);
+  if (e.get_string().get(v) != simdjson::SUCCESS) return std::string();
   return std::string(v);
 }
 
