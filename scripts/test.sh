@@ -72,7 +72,7 @@ configure build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebI
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
   -DCTXEMBED_BUILD_TESTS=OFF -DCTXEMBED_BUILD_BENCH=OFF -DCTXEMBED_FUZZ=ON
 fuzzers=(fasttext_bin vec_text word2vec_bin word_vectors safetensors config
-         tokenizer request)
+         tokenizer request http_body)
 cmake --build build-fuzz -j"$(nproc)" --target "${fuzzers[@]/%/_fuzzer}" > /dev/null
 tests/fuzz/run.sh 5 build-fuzz
 
