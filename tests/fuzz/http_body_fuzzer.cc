@@ -23,8 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       ctxembed::v1::EmbedResponse response;
       response.set_model(call->embed.model());
       for (const std::string& input : call->embed.inputs()) {
-        response.add_embeddings()->add_values(
-            static_cast<float>(input.size()));
+        response.add_embeddings()->add_values(static_cast<float>(input.size()));
       }
       (void)ctxembed::OpenAiEmbeddingsJson(*call, response);
       ctxembed::v1::TokenizeResponse tokens;
