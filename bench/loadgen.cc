@@ -38,6 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "ctxembed/v1/embedder.grpc.pb.h"
+#include "inference/json_writer.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server (loopback only)");
 ABSL_FLAG(std::string, mode, "closed", "closed or open");
@@ -241,17 +242,13 @@ void RunClosedHttp(Load& load, const std::vector<std::string>& texts,
             1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
         std::string body = "{\"input\":[";
         for (int i = 0; i < k; ++i) {
-          body += i ? ",\"" : "\"";
-          for (char ch : texts[rng() % texts.size()]) {
-            if (ch == '"' || ch == '\\') body += '\\';
-            if (static_cast<unsigned char>(ch) >= 0x20) body += ch;
-          }
-          body += '"';
+          if (i > 0) body += ',';
+          ctxembed::AppendJsonString(texts[rng() % texts.size()], &body);
         }
         absl::StrAppend(&body, "],\"truncate\":true,\"normalize\":false");
         if (!absl::GetFlag(FLAGS_model).empty()) {
-          absl::StrAppend(&body, ",\"model\":\"", absl::GetFlag(FLAGS_model),
-                          "\"");
+          body += ",\"model\":";
+          ctxembed::AppendJsonString(absl::GetFlag(FLAGS_model), &body);
         }
         body += "}";
         http::request<http::string_body> req(http::verb::post, "/v1/embeddings",

@@ -79,14 +79,20 @@ absl::Status ReadString(object o, const char* name, std::string* out) {
 
 // Truncation the TEI way: "truncate" (default: the server's) and
 // "truncation_direction" ("right", the default, or "left": keep the end).
+// "truncate", defaulting to the server's --auto_truncate.
+template <typename Request>
+absl::Status ReadTruncate(object o, const HttpApiOptions& options,
+                          Request* request) {
+  bool truncate = options.auto_truncate;
+  if (absl::Status s = ReadBool(o, "truncate", &truncate); !s.ok()) return s;
+  request->set_truncate(truncate);
+  return absl::OkStatus();
+}
+
 template <typename Request>  // EmbedRequest or TokenizeRequest
 absl::Status ReadTruncation(object o, const HttpApiOptions& options,
                             Request* request) {
-  bool truncate = options.auto_truncate;
-  if (absl::Status s = ReadBool(o, "truncate", &truncate); !s.ok()) {
-    return s;
-  }
-  request->set_truncate(truncate);
+  if (absl::Status s = ReadTruncate(o, options, request); !s.ok()) return s;
   std::string direction = "right";
   if (absl::Status s = ReadString(o, "truncation_direction", &direction);
       !s.ok()) {
@@ -206,11 +212,7 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
       return s;
     }
     r.set_normalize(normalize);
-    bool truncate = options.auto_truncate;
-    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
-      return s;
-    }
-    r.set_truncate(truncate);
+    if (absl::Status s = ReadTruncate(doc, options, &r); !s.ok()) return s;
     return call;
   }
   std::optional<element> inputs = Member(doc, "inputs");
@@ -243,11 +245,7 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
       pair->set_b(std::move(other));
     }
     r.set_model(model);
-    bool truncate = options.auto_truncate;
-    if (absl::Status s = ReadBool(doc, "truncate", &truncate); !s.ok()) {
-      return s;
-    }
-    r.set_truncate(truncate);
+    if (absl::Status s = ReadTruncate(doc, options, &r); !s.ok()) return s;
     return call;
   }
   if (route == HttpRoute::kTokenize) {
