@@ -11,8 +11,12 @@ unless the case names others; everything on 127.0.0.1.
 Usage: bench/limits.py [--build build]
 """
 import argparse
+import collections
 import json
 import os
+import queue
+import resource
+import socket
 import sys
 import threading
 import time
@@ -35,14 +39,15 @@ def rss_mb(pid, field):
 
 
 def run_case(name, flags, calls):
-    """`calls`: functions of a stub, run concurrently; each returns nothing
-    or raises grpc.RpcError."""
+    """`calls`: functions of the server (harness.Server), run concurrently;
+    each returns nothing, a code name, or raises grpc.RpcError."""
     server = harness.Server([MODEL], *flags)
     try:
         base = rss_mb(server.proc.pid, "VmRSS")
         stop = threading.Event()
         worst = [0.0]
         probes = [0]
+        refused = [0]
 
         def probe():
             while not stop.is_set():
@@ -52,7 +57,7 @@ def run_case(name, flags, calls):
                     server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a small call"]),
                                       timeout=30)
                 except grpc.RpcError:
-                    pass
+                    refused[0] += 1
                 worst[0] = max(worst[0], time.monotonic() - t)
                 probes[0] += 1
                 time.sleep(0.02)
@@ -61,8 +66,8 @@ def run_case(name, flags, calls):
         def run(i, call):
             t = time.monotonic()
             try:
-                call(server.stub)
-                code = "OK"
+                code = call(server)
+                code = code if isinstance(code, str) else "OK"
             except grpc.RpcError as e:
                 code = e.code().name
             results[i] = (code, time.monotonic() - t)
@@ -83,11 +88,69 @@ def run_case(name, flags, calls):
                "peak_rss_mb": rss_mb(server.proc.pid, "VmHWM"),
                "rss_after_mb": rss_mb(server.proc.pid, "VmRSS"),
                "base_rss_mb": base, "small_call_worst_s": worst[0],
-               "small_calls": probes[0]}
+               "small_calls": probes[0], "small_calls_failed": refused[0]}
     finally:
         server.close()
     print(json.dumps(row), flush=True)
     return row
+
+
+def hold_http_connections(n):
+    """Opens `n` HTTP connections at once and sends each a request, holding
+    them open; returns the answers' codes ("HTTP 200", "HTTP 503")."""
+    def call(server):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
+        socks = []
+        try:
+            for _ in range(n):
+                socks.append(socket.create_connection(
+                    ("127.0.0.1", server.http_port), timeout=30))
+            request = (b"POST /embed HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: application/json\r\nContent-Length: 19"
+                       b"\r\n\r\n{\"inputs\": \"a dog\"}")
+            for sock in socks:
+                sock.sendall(request)
+            codes = collections.Counter()
+            for sock in socks:
+                head = sock.recv(64)
+                codes["HTTP " + head.split(b" ")[1].decode()] += 1
+            return ", ".join("%s x %d" % c for c in sorted(codes.items()))
+        finally:
+            for sock in socks:
+                sock.close()
+    return call
+
+
+def hold_grpc_streams(n):
+    """Opens `n` gRPC connections, each holding an EmbedStream; returns
+    the codes their first answers got."""
+    def call(server):
+        target = "127.0.0.1:%d" % server.grpc_port
+        channels, queues, calls = [], [], []
+        codes = collections.Counter()
+        try:
+            for _ in range(n):
+                channel = grpc.insecure_channel(
+                    target, options=[("grpc.use_local_subchannel_pool", 1)])
+                channels.append(channel)
+                q = queue.Queue()
+                q.put(embedder_pb2.EmbedRequest(inputs=["a dog"]))
+                queues.append(q)
+                replies = harness.embedder_pb2_grpc.EmbedderStub(
+                    channel).EmbedStream(iter(q.get, None), timeout=60)
+                calls.append(replies)  # a dropped call is cancelled
+                try:
+                    next(replies)
+                    codes["OK"] += 1
+                except grpc.RpcError as e:
+                    codes[e.code().name] += 1
+            return ", ".join("%s x %d" % c for c in sorted(codes.items()))
+        finally:
+            for q in queues:
+                q.put(None)
+            for channel in channels:
+                channel.close()
+    return call
 
 
 def main():
@@ -99,25 +162,29 @@ def main():
     long_pair = embedder_pb2.Pair(a="w " * 256, b="v " * 256)
     cases = [
         ("gzip request of ~50 KB inflating to 50 MB", [],
-         [lambda s: s.Embed(embedder_pb2.EmbedRequest(inputs=["a " * (25 << 20)]),
+         [lambda s: s.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a " * (25 << 20)]),
                             compression=grpc.Compression.Gzip, timeout=60)]),
         ("Embed of 40 MB of one-letter words", [],
-         [lambda s: s.Embed(embedder_pb2.EmbedRequest(inputs=[many_words]), timeout=60)]),
+         [lambda s: s.stub.Embed(embedder_pb2.EmbedRequest(inputs=[many_words]), timeout=60)]),
         ("Tokenize of 60 MB", ["--max_message_bytes=%d" % (96 << 20)],
-         [lambda s: s.Tokenize(embedder_pb2.TokenizeRequest(inputs=["ab " * (20 << 20)]),
+         [lambda s: s.stub.Tokenize(embedder_pb2.TokenizeRequest(inputs=["ab " * (20 << 20)]),
                                timeout=60)]),
         ("two 20 MB words at once", [],
-         [lambda s: s.Embed(embedder_pb2.EmbedRequest(inputs=["x" * (20 << 20)]),
+         [lambda s: s.stub.Embed(embedder_pb2.EmbedRequest(inputs=["x" * (20 << 20)]),
                             timeout=60)] * 2),
         ("8 concurrent Score of 256 pairs x 256 tokens", [],
-         [lambda s: s.Score(embedder_pb2.ScoreRequest(pairs=[long_pair] * 256),
+         [lambda s: s.stub.Score(embedder_pb2.ScoreRequest(pairs=[long_pair] * 256),
                             timeout=120)] * 8),
         ("EmbedTokens answer over the message limit (256 x 256 tokens, 4 MB limit)",
          ["--max_message_bytes=%d" % (4 << 20)],
-         [lambda s: s.EmbedTokens(embedder_pb2.EmbedRequest(inputs=["w " * 256] * 256),
+         [lambda s: s.stub.EmbedTokens(embedder_pb2.EmbedRequest(inputs=["w " * 256] * 256),
                                   timeout=60)]),
+        ("3000 HTTP connections held at once", [],
+         [hold_http_connections(3000)]),
+        ("400 gRPC connections each holding a stream", ["--max_connections=256"],
+         [hold_grpc_streams(400)]),
         ("model name of 10 KB", [],
-         [lambda s: s.Embed(embedder_pb2.EmbedRequest(inputs=["a"], model="x" * 10000),
+         [lambda s: s.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"], model="x" * 10000),
                             timeout=10)]),
     ]
     rows = [run_case(*c) for c in cases]
@@ -134,18 +201,27 @@ def main():
         "process's VmHWM; idle, it is about %.0f MB." % (
             time.strftime("%Y-%m-%d"), min(r["base_rss_mb"] for r in rows)),
         "",
-        "| case | flags | answered with | time to answer s | peak RSS MB | RSS after MB | worst small call s |",
-        "|---|---|---|---|---|---|---|",
+        "| case | flags | answered with | time to answer s | peak RSS MB | RSS after MB | worst small call s | small calls refused |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append("| %s | %s | %s | %.2f | %.0f | %.0f | %.3f |" % (
+        lines.append("| %s | %s | %s | %.2f | %.0f | %.0f | %.3f | %d of %d |" % (
             r["case"], r["flags"] or "-", ", ".join(r["codes"]), r["seconds"],
-            r["peak_rss_mb"], r["rss_after_mb"], r["small_call_worst_s"]))
+            r["peak_rss_mb"], r["rss_after_mb"], r["small_call_worst_s"],
+            r["small_calls_failed"], r["small_calls"]))
     worst_peak = max(r["peak_rss_mb"] for r in rows)
     worst_small = max(r["small_call_worst_s"] for r in rows)
     lines += ["", "- Targets: no case above 600 MB peak (Score flood: 1 GB): "
               "worst %.0f MB; a small concurrent call within 1 s: worst %.3f s."
-              % (worst_peak, worst_small)]
+              % (worst_peak, worst_small),
+              "- Connections (`--max_connections`, default 1024 per port): the "
+              "HTTP port counts open connections and answers the ones beyond "
+              "with 503 and Retry-After; the gRPC port counts connections "
+              "holding calls (gRPC 1.51 exposes no accepted-connection count) "
+              "and refuses calls on further ones with RESOURCE_EXHAUSTED. "
+              "That includes the prober's connection when it holds no call "
+              "between probes: the refused small calls in that row. Health "
+              "checks are never refused."]
     with open(os.path.join(out_dir, "limits.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

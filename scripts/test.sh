@@ -48,7 +48,7 @@ configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCTXEMBED_BUILD_BENCH=OFF
 tsan_tests=(scheduling/batch_queue_test scheduling/batcher_test
             scheduling/scheduler_test scheduling/scheduler_stress_test
-            server/embed_stream_test)
+            server/embed_stream_test server/connection_limit_test)
 cmake --build build-tsan -j"$(nproc)" --target "${tsan_tests[@]##*/}" > /dev/null
 for t in "${tsan_tests[@]}"; do
   echo "tsan: $t"

@@ -497,6 +497,13 @@ class RefusedStream
 
 absl::Status EmbedderService::Authenticate(
     grpc::CallbackServerContext* context) {
+  if (connections_ != nullptr && !connections_->Holds(context->peer())) {
+    metrics_->RecordRejected("", "connections");
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the server has calls in flight on --max_connections=",
+                     connections_->max_connections(),
+                     " client connections; retry later or reuse a connection"));
+  }
   if (!allowed_subjects_.empty()) {
     std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
     bool allowed = false;

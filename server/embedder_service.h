@@ -10,6 +10,7 @@
 #include "ctxembed/v1/embedder.grpc.pb.h"
 #include "inference/request_handler.h"
 #include "server/api_keys.h"
+#include "server/connection_limit.h"
 #include "server/metrics.h"
 
 namespace ctxembed {
@@ -35,14 +36,18 @@ class EmbedderService final : public RawEmbedderService {
   // valid key; `api_keys` must outlive the service.
   // With `allowed_subjects` (mutual TLS only), the client certificate's
   // subject (RFC 2253, "CN=a,O=b") or common name must be one of them.
+  // With `connections` (may be null), a call whose connection holds no
+  // place in it (server/connection_limit.h) is refused.
   EmbedderService(const RequestHandler* handler, ServerMetrics* metrics,
                   int max_stream_inflight, ApiKeys* api_keys = nullptr,
-                  std::vector<std::string> allowed_subjects = {})
+                  std::vector<std::string> allowed_subjects = {},
+                  const ConnectionLimiter* connections = nullptr)
       : handler_(handler),
         metrics_(metrics),
         max_stream_inflight_(max_stream_inflight),
         api_keys_(api_keys),
-        allowed_subjects_(std::move(allowed_subjects)) {}
+        allowed_subjects_(std::move(allowed_subjects)),
+        connections_(connections) {}
 
   grpc::ServerUnaryReactor* Embed(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -77,9 +82,10 @@ class EmbedderService final : public RawEmbedderService {
                                          const grpc::ByteBuffer* in,
                                          grpc::ByteBuffer* out);
 
-  // OK; PERMISSION_DENIED (counted as "forbidden") for a client certificate
-  // whose subject is not allowed; UNAUTHENTICATED (counted) if API keys are
-  // on and the call has no valid one.
+  // OK; RESOURCE_EXHAUSTED (counted as "connections") for a call on a
+  // connection over --max_connections; PERMISSION_DENIED (counted as
+  // "forbidden") for a client certificate whose subject is not allowed;
+  // UNAUTHENTICATED (counted) if API keys are on and the call has no valid one.
   absl::Status Authenticate(grpc::CallbackServerContext* context);
 
   const RequestHandler* const handler_;
@@ -87,6 +93,7 @@ class EmbedderService final : public RawEmbedderService {
   const int max_stream_inflight_;
   ApiKeys* const api_keys_;
   const std::vector<std::string> allowed_subjects_;
+  const ConnectionLimiter* const connections_;
 };
 
 }  // namespace ctxembed

@@ -7,6 +7,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -68,14 +69,19 @@ class HttpServer::Impl {
   const Services services_;
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
+  net::steady_timer retry_timer_{ioc_};
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   // Requests read and not yet answered (answer written or connection gone).
   std::atomic<int> in_flight_{0};
+  // Sessions alive (open connections).
+  std::atomic<int> connections_{0};
 
  private:
   void Accept();
+  // Answers a connection over max_connections with 503 and closes it.
+  void Refuse(tcp::socket socket);
 };
 
 namespace {
@@ -92,7 +98,10 @@ using Response = http::response<http::string_body>;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), server_(server) {
+    ++server_->connections_;
+  }
+  ~Session() { --server_->connections_; }
 
   void Start() {
     net::dispatch(stream_.get_executor(),
@@ -476,6 +485,54 @@ class Session : public std::enable_shared_from_this<Session> {
   int64_t inputs_ = 0, tokens_ = 0;
 };
 
+// A connection over max_connections: answered 503 with Retry-After, then
+// whatever the client sent is read and dropped until it closes or a second
+// passes (closing with unread bytes would reset the connection, and the
+// reset can destroy the answer before the client reads it).
+class RefusedConnection
+    : public std::enable_shared_from_this<RefusedConnection> {
+ public:
+  RefusedConnection(tcp::socket socket, int max_connections)
+      : stream_(std::move(socket)) {
+    response_.result(http::status::service_unavailable);
+    response_.version(11);
+    response_.set(http::field::server, "ctxembed");
+    response_.set(http::field::content_type, "application/json");
+    response_.set(http::field::retry_after, "1");
+    response_.keep_alive(false);
+    response_.body() = ErrorJson(absl::UnavailableError(
+        absl::StrCat("the server has --max_connections=", max_connections,
+                     " HTTP connections open; retry later")));
+    response_.prepare_payload();
+  }
+
+  void Start() {
+    stream_.expires_after(std::chrono::seconds(1));
+    http::async_write(
+        stream_, response_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return;
+          beast::error_code ignored;
+          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+          self->Drain();
+        });
+  }
+
+ private:
+  void Drain() {
+    stream_.async_read_some(
+        net::buffer(discard_),
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return;  // closed by the client, or the second is up
+          self->Drain();
+        });
+  }
+
+  beast::tcp_stream stream_;
+  Response response_;
+  char discard_[4096];
+};
+
 }  // namespace
 
 absl::Status HttpServer::Impl::Listen() {
@@ -517,13 +574,30 @@ void HttpServer::Impl::Accept() {
       net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
         if (ec) {
           if (!acceptor_.is_open()) return;  // closed: stopping
+          // Out of descriptors (EMFILE) or memory: the connection stays in
+          // the backlog and accepting again at once would spin; retry soon.
+          retry_timer_.expires_after(std::chrono::milliseconds(50));
+          retry_timer_.async_wait([this](beast::error_code) { Accept(); });
+          return;
         } else {
           beast::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
-          std::make_shared<Session>(std::move(socket), this)->Start();
+          if (options_.max_connections > 0 &&
+              connections_.load() >= options_.max_connections) {
+            Refuse(std::move(socket));
+          } else {
+            std::make_shared<Session>(std::move(socket), this)->Start();
+          }
         }
         Accept();
       });
+}
+
+void HttpServer::Impl::Refuse(tcp::socket socket) {
+  services_.metrics->RecordRejected("", "connections");
+  std::make_shared<RefusedConnection>(std::move(socket),
+                                      options_.max_connections)
+      ->Start();
 }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(

@@ -31,6 +31,9 @@ class HttpServer {
     // A connection that sends nothing (or not all of a request) for this
     // long is closed.
     int64_t idle_timeout_ms = 60000;
+    // Connections open at once (0: no bound); a further one is answered
+    // 503 with Retry-After and closed.
+    int max_connections = 1024;
     // One JSON line per request on stderr (never the text).
     bool access_log = false;
     int max_inputs_per_request = 256;

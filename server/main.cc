@@ -7,6 +7,7 @@
 // line on stderr naming the file and the problem.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -122,6 +123,10 @@ ABSL_FLAG(int64_t, max_connection_idle_ms, 0,
           "close connections with no call for this long; 0: never");
 ABSL_FLAG(int, max_concurrent_streams, 0,
           "most calls open at once on one connection; 0: no bound");
+ABSL_FLAG(int, max_connections, 1024,
+          "client connections served at once per port (gRPC: connections "
+          "holding calls; further calls get RESOURCE_EXHAUSTED; HTTP: open "
+          "connections; further ones get 503); 0: no bound");
 ABSL_FLAG(int64_t, max_connection_age_grace_ms, 20000,
           "time calls in flight get when a connection is closed for age");
 
@@ -164,6 +169,29 @@ sigset_t BlockShutdownSignals() {
   return signals;
 }
 
+// Each connection is a file descriptor, and many systems start processes
+// with a soft limit of 1024: raised to the hard limit so --max_connections,
+// not the descriptor table, bounds the connections (with a warning when the
+// hard limit cannot hold them).
+void RaiseFileLimit(int max_connections) {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  // Both ports, plus model files, metrics and health connections.
+  const rlim_t needed = 2 * static_cast<rlim_t>(max_connections) + 256;
+  if (max_connections > 0 && limit.rlim_cur != RLIM_INFINITY &&
+      limit.rlim_cur < needed) {
+    ctxembed::LogInfo("warning: the open-file limit (", limit.rlim_cur,
+                      ") is below what --max_connections=", max_connections,
+                      " on two ports needs (", needed,
+                      "); raise it (ulimit -n) or lower --max_connections");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +211,8 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD,
             static_cast<int>(std::min<int64_t>(bytes, 32 << 20)));
   }
+
+  RaiseFileLimit(absl::GetFlag(FLAGS_max_connections));
 
   const std::vector<std::string> model_dirs = absl::GetFlag(FLAGS_model_dir);
   if (model_dirs.empty()) return Fail("no --model_dir given");
@@ -235,6 +265,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_connection_age_grace_ms);
   options.max_connection_idle_ms = absl::GetFlag(FLAGS_max_connection_idle_ms);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);

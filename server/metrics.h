@@ -60,8 +60,9 @@ const char* MethodName(Method method);
 //   ctxembed_rejected_total{model,reason}          counter: overloaded,
 //                                                  deadline, cancelled,
 //                                                  invalid, unavailable,
-//                                                  unauthenticated, forbidden
-//                                                  (model "" for the last two)
+//                                                  unauthenticated, forbidden,
+//                                                  connections (model "" for
+//                                                  the last three)
 class ServerMetrics {
  public:
   explicit ServerMetrics(prometheus::Registry* registry);

@@ -31,10 +31,11 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
                                                    o.max_inputs_per_request,
                                                    "; it must be at least 1"));
   }
-  if (o.max_connection_idle_ms < 0 || o.max_concurrent_streams < 0) {
+  if (o.max_connection_idle_ms < 0 || o.max_concurrent_streams < 0 ||
+      o.max_connections < 0) {
     return absl::InvalidArgumentError(
-        "max_connection_idle_ms and max_concurrent_streams must not be "
-        "negative");
+        "max_connection_idle_ms, max_concurrent_streams and max_connections "
+        "must not be negative");
   }
   if (o.max_token_bytes < 0) {
     return absl::InvalidArgumentError("max_token_bytes is negative");
@@ -75,8 +76,9 @@ EmbeddingServer::EmbeddingServer(const Options& options,
                 .auto_truncate = options.auto_truncate},
                &models_),
       api_keys_(std::move(api_keys)),
+      connections_(options.max_connections),
       service_(&handler_, &metrics_, options.max_stream_inflight,
-               api_keys_.get(), options.tls_allowed_subjects) {}
+               api_keys_.get(), options.tls_allowed_subjects, &connections_) {}
 
 absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     const Options& options) {
@@ -140,6 +142,14 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
                                options.max_concurrent_streams);
   }
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(
+        ConnectionLimitInterceptors(&s->connections_, kServiceName));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.RegisterService(&s->service_);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->grpc_port_ == 0) {
@@ -169,6 +179,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
       http.idle_timeout_ms = options.max_connection_idle_ms;
     }
     http.access_log = options.access_log;
+    http.max_connections = options.max_connections;
     http.max_inputs_per_request = options.max_inputs_per_request;
     http.api.auto_truncate = options.auto_truncate;
     EmbeddingServer* self = s.get();

@@ -20,6 +20,7 @@
 #include "inference/request_handler.h"
 #include "scheduling/scheduler.h"
 #include "server/api_keys.h"
+#include "server/connection_limit.h"
 #include "server/embedder_service.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -95,6 +96,11 @@ class EmbeddingServer {
     // Most calls (streams) open at once on one connection (0: gRPC's
     // default, unbounded).
     int max_concurrent_streams = 0;
+    // Client connections served at once, per port (0: no bound). gRPC:
+    // connections holding calls (server/connection_limit.h); calls on
+    // further connections get RESOURCE_EXHAUSTED. HTTP: open connections;
+    // further ones get 503 and are closed.
+    int max_connections = 1024;
     // TLS (and mTLS) on the gRPC port; plaintext unless a cert is named.
     TlsOptions tls;
     // host:port serving only grpc.health.v1.Health, in plaintext, for
@@ -172,6 +178,7 @@ class EmbeddingServer {
   ModelRegistry models_;
   RequestHandler handler_;
   const std::unique_ptr<ApiKeys> api_keys_;  // null: no keys required
+  ConnectionLimiter connections_;            // of the gRPC port
   EmbedderService service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;  // --health_address

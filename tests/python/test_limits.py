@@ -1,12 +1,17 @@
 """Resource limits tried as an abusive client would, against the real
 binary: compressed bodies, huge inputs, huge tokens, and model files that
 say two things. Memory is read from the server process (VmHWM)."""
+import http.client
 import json
 import os
+import queue
+import re
 import shutil
+import socket
 import tempfile
 import threading
 import unittest
+import urllib.request
 
 import harness
 from harness import embedder_pb2, grpc, health_pb2
@@ -125,6 +130,110 @@ class ConnectionLimitsTest(unittest.TestCase):
         reply = server.stub.Embed(embedder_pb2.EmbedRequest(inputs=["a"]),
                                   timeout=10)  # reconnects
         self.assertEqual(len(reply.embeddings), 1)
+
+
+    def test_max_connections_refuses_calls_on_further_grpc_connections(self):
+        server = harness.Server([SG_D8], "--max_connections=2")
+        self.addCleanup(server.close)
+        target = "127.0.0.1:%d" % server.grpc_port
+
+        def connection():
+            # A local subchannel pool: a connection of its own, not shared
+            # with the other channels of this process.
+            channel = grpc.insecure_channel(
+                target, options=[("grpc.use_local_subchannel_pool", 1)])
+            self.addCleanup(channel.close)
+            return channel, harness.embedder_pb2_grpc.EmbedderStub(channel)
+
+        # Two connections hold a call each: an open EmbedStream, answered
+        # once so it has surely reached the server.
+        streams = []
+        for _ in range(2):
+            channel, stub = connection()
+            requests = queue.Queue()
+            requests.put(embedder_pb2.EmbedRequest(inputs=["a dog"]))
+            replies = stub.EmbedStream(iter(requests.get, None), timeout=60)
+            self.assertEqual(len(next(replies).embeddings), 1)
+            streams.append((stub, requests, replies))
+        _, third = connection()
+        with self.assertRaises(grpc.RpcError) as cm:
+            third.Embed(embedder_pb2.EmbedRequest(inputs=["a"]), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("--max_connections=2", cm.exception.details())
+        # A connection that holds a call takes more; health always answers.
+        reply = streams[0][0].Embed(embedder_pb2.EmbedRequest(inputs=["a"]),
+                                    timeout=10)
+        self.assertEqual(len(reply.embeddings), 1)
+        health = harness.health_pb2_grpc.HealthStub(
+            grpc.insecure_channel(target, options=[
+                ("grpc.use_local_subchannel_pool", 1)]))
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest(),
+                                      timeout=10).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        # A stream ends: its place frees (once the server has released the
+        # call, just after the client sees its end: bounded retries), and
+        # the third connection gets in.
+        _, requests, replies = streams.pop()
+        requests.put(None)
+        self.assertEqual(list(replies), [])
+        for _ in range(100):
+            try:
+                reply = third.Embed(embedder_pb2.EmbedRequest(inputs=["a"]),
+                                    timeout=10)
+                break
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                threading.Event().wait(0.05)
+        self.assertEqual(len(reply.embeddings), 1)
+        streams[0][1].put(None)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                    server.metrics_port, timeout=10) as r:
+            text = r.read().decode()
+        refused = re.search(
+            r'ctxembed_rejected_total\{model="",reason="connections"\} (\d+)',
+            text)
+        self.assertIsNotNone(refused, text)
+        self.assertGreaterEqual(int(refused[1]), 1)
+
+    def test_max_connections_answers_further_http_connections_503(self):
+        server = harness.Server([SG_D8], "--max_connections=2")
+        self.addCleanup(server.close)
+        address = ("127.0.0.1", server.http_port)
+        body = json.dumps({"input": "a dog"})
+        headers = {"Content-Type": "application/json"}
+
+        def post(conn):
+            conn.request("POST", "/v1/embeddings", body, headers)
+            response = conn.getresponse()
+            return response.status, response.getheader("Retry-After"), \
+                json.loads(response.read())
+
+        held = [http.client.HTTPConnection(*address, timeout=10)
+                for _ in range(2)]
+        for conn in held:
+            self.addCleanup(conn.close)
+            self.assertEqual(post(conn)[0], 200)  # keep-alive: stays open
+        extra = http.client.HTTPConnection(*address, timeout=10)
+        self.addCleanup(extra.close)
+        status, retry_after, answer = post(extra)
+        self.assertEqual((status, retry_after), (503, "1"))
+        self.assertIn("--max_connections=2", answer["error"]["message"])
+        extra.close()
+        # The held connections still serve.
+        self.assertEqual(post(held[0])[0], 200)
+        # One closes; a new connection is served once the server has seen
+        # the close (bounded retries).
+        held.pop().close()
+        for _ in range(100):
+            conn = http.client.HTTPConnection(*address, timeout=10)
+            self.addCleanup(conn.close)
+            status = post(conn)[0]
+            conn.close()
+            if status == 200:
+                break
+            self.assertEqual(status, 503)
+            threading.Event().wait(0.05)
+        self.assertEqual(status, 200)
 
 
 class AnswerSizeTest(unittest.TestCase):
