@@ -488,8 +488,26 @@ def write_report(rows, args, sgemm_gflops, quality):
                       worst, "met" if worst >= 1.5 else "NOT met",
                       ("met (min %.5f)" % quality["min_cosine"]) if ok_cos else
                       ("NOT met" if quality else "not measured"))]
-    with open(os.path.join(out_dir, "encoders.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_section(os.path.join(out_dir, "encoders.md"), None, lines)
+
+
+# encoders.md holds this script's report and, after TRANSFORMER_MARK, the
+# transformer section bench/compare_bert.py writes; each keeps the other's.
+TRANSFORMER_MARK = "<!-- transformer section: bench/compare_bert.py -->"
+
+
+def write_section(path, mark, lines):
+    """Writes `lines` as the recurrent part (mark None) or the transformer
+    part (mark TRANSFORMER_MARK) of `path`, keeping the other part."""
+    old = open(path).read() if os.path.exists(path) else ""
+    head, _, tail = old.partition(TRANSFORMER_MARK)
+    body = "\n".join(lines) + "\n"
+    if mark is None:
+        text = body + (TRANSFORMER_MARK + tail if tail else "")
+    else:
+        text = head.rstrip("\n") + "\n\n" + TRANSFORMER_MARK + "\n" + body
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def cpu_has_bf16():

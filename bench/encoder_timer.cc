@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
   for (const auto& m : tower.modules()) {
     flops += m->Flops(total_tokens);
   }
+  if (tower.transformer() != nullptr) {
+    flops += tower.transformer()->Flops(lengths);
+  }
   std::printf(
       "{\"batch\":%d,\"tokens\":%lld,\"ms_per_batch\":%.4f,"
       "\"sentences_per_s\":%.1f,\"gflops\":%.2f,\"iterations\":%zu,"

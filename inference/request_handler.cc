@@ -115,6 +115,10 @@ absl::StatusOr<Pooling> ResolvePooling(const Model& model, const Tower& tower,
             " word vectors without counts and no \"sif\" counts file"));
       }
       return Pooling::kSif;
+    case v1::POOLING_CLS:
+      return Pooling::kCls;
+    case v1::POOLING_MEAN_SQRT_LEN:
+      return Pooling::kMeanSqrtLen;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown pooling value ", static_cast<int>(p)));

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/hf_model.h"
 #include "model/mapped_file.h"
 #include "model/safetensors.h"
 #include "model/status_macros.h"
@@ -12,17 +13,24 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Load(
     const std::string& model_dir) {
   const std::string config_path = absl::StrCat(model_dir, "/config.json");
   CTXEMBED_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
-  CTXEMBED_ASSIGN_OR_RETURN(ModelConfig config,
-                            ParseModelConfig(text, config_path));
+  ModelConfig config;
+  std::optional<Tokenizer> tokenizer;
+  if (IsHuggingFaceConfig(text)) {
+    CTXEMBED_ASSIGN_OR_RETURN(HuggingFaceModel hf,
+                              ReadHuggingFaceModel(model_dir, text));
+    config = std::move(hf.config);
+    tokenizer = Tokenizer::WordPiece(std::move(hf.tokenizer));
+  } else {
+    CTXEMBED_ASSIGN_OR_RETURN(config, ParseModelConfig(text, config_path));
+    CTXEMBED_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(config.tokenizer));
+  }
   std::unique_ptr<SafeTensors> weights;
   if (config.NeedsWeights()) {
     const std::string& w = config.weights;
     CTXEMBED_ASSIGN_OR_RETURN(
         weights, SafeTensors::Open(w[0] == '/' ? w : model_dir + "/" + w));
   }
-  CTXEMBED_ASSIGN_OR_RETURN(Tokenizer tokenizer,
-                            Tokenizer::Create(config.tokenizer));
-  std::shared_ptr<Model> model(new Model(std::move(config), tokenizer));
+  std::shared_ptr<Model> model(new Model(std::move(config), *tokenizer));
   for (const auto& [name, tower_config] : model->config_.towers) {
     CTXEMBED_ASSIGN_OR_RETURN(
         auto tower,

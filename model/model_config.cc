@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model/json_file.h"
 #include "model/status_macros.h"
 
 namespace ctxembed {
@@ -414,7 +415,7 @@ absl::string_view ComparatorOutputName(ComparatorOutput output) {
 
 bool ModelConfig::NeedsWeights() const {
   for (const auto& [name, tower] : towers) {
-    if (!tower.encoder.empty() || tower.projection ||
+    if (!tower.encoder.empty() || tower.projection || tower.transformer ||
         tower.embedding.kind == EmbeddingKind::kTable) {
       return true;
     }
@@ -424,38 +425,7 @@ bool ModelConfig::NeedsWeights() const {
 
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
                                              absl::string_view file_name) {
-  // nlohmann keeps the last of duplicate keys silently; a config that says
-  // two things is refused instead.
-  std::vector<absl::flat_hash_set<std::string>> keys;  // one per open object
-  std::string duplicate;
-  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
-    if (event == Json::parse_event_t::object_start) {
-      keys.emplace_back();
-    } else if (event == Json::parse_event_t::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (event == Json::parse_event_t::key && !keys.empty() &&
-               !keys.back().insert(parsed.get<std::string>()).second &&
-               duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  Json json;
-  try {
-    json = Json::parse(json_text.begin(), json_text.end(), callback);
-  } catch (const Json::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ": invalid JSON at byte ", e.byte, ": ", e.what()));
-  } catch (const Json::exception& e) {
-    // Not a syntax error but still no JSON we can hold: a number out of
-    // range (1e400), for one.
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_name, ": invalid JSON: ", e.what()));
-  }
-  if (!duplicate.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_name, ": key \"", duplicate, "\" appears twice in one object"));
-  }
+  CTXEMBED_ASSIGN_OR_RETURN(Json json, ParseJsonStrict(json_text, file_name));
   return ParseTop(json, file_name);
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/bert_encoder.h"
 #include "model/pooling.h"
 #include "model/recurrent_module.h"
 #include "model/tokenizer.h"
@@ -68,6 +69,10 @@ struct SifConfig {
 struct TowerConfig {
   EmbeddingConfig embedding;
   std::vector<RecurrentConfig> encoder;  // empty: a bag of word vectors
+  // A BERT-family transformer over the embedding (word pieces): set only
+  // for Hugging Face model directories (model/hf_model.h), never by
+  // config.json; exclusive with `encoder`.
+  std::optional<BertConfig> transformer;
   // Default: "fasttext" for a bag of vectors, "mean" with an encoder.
   Pooling pooling = Pooling::kFastText;
   // Parameters of "sif" pooling; without the key, requests may still ask

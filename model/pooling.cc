@@ -43,8 +43,12 @@ absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
   if (name == "max") return Pooling::kMax;
   if (name == "last") return Pooling::kLast;
   if (name == "sif") return Pooling::kSif;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown pooling \"", name, "\"; known: fasttext, mean, max, last, sif"));
+  if (name == "cls") return Pooling::kCls;
+  if (name == "mean_sqrt_len") return Pooling::kMeanSqrtLen;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown pooling \"", name,
+                   "\"; known: fasttext, mean, max, last, sif, cls, "
+                   "mean_sqrt_len"));
 }
 
 absl::string_view PoolingName(Pooling pooling) {
@@ -59,6 +63,10 @@ absl::string_view PoolingName(Pooling pooling) {
       return "last";
     case Pooling::kSif:
       return "sif";
+    case Pooling::kCls:
+      return "cls";
+    case Pooling::kMeanSqrtLen:
+      return "mean_sqrt_len";
   }
   return "unknown";
 }
@@ -76,6 +84,13 @@ void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
       return;
     case Pooling::kMax:
       out = tokens.rowwise().maxCoeff();
+      return;
+    case Pooling::kCls:
+      out = tokens.col(0);
+      return;
+    case Pooling::kMeanSqrtLen:
+      out =
+          tokens.rowwise().sum() / std::sqrt(static_cast<float>(tokens.cols()));
       return;
     case Pooling::kLast:  // produced by the encoder
     case Pooling::kSif:   // needs the words: SifWeights::Pool

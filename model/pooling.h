@@ -26,16 +26,21 @@ enum class Pooling {
   // Pool() does not handle it: the tower's SifWeights do (they need the
   // words, not only their vectors).
   kSif,
+  // The first token's vector (BERT's [CLS]; sentence-transformers' "cls").
+  kCls,
+  // The sum of the token vectors divided by the square root of their number
+  // (sentence-transformers' "mean_sqrt_len_tokens").
+  kMeanSqrtLen,
 };
 
-// "fasttext", "mean", "max", "last", "sif" -> Pooling; INVALID_ARGUMENT
-// otherwise.
+// "fasttext", "mean", "max", "last", "sif", "cls", "mean_sqrt_len" -> Pooling;
+// INVALID_ARGUMENT otherwise.
 absl::StatusOr<Pooling> ParsePooling(absl::string_view name);
 absl::string_view PoolingName(Pooling pooling);
 
 // Pools the columns of `tokens` (dim x n, one column per token) into `out`
 // (dim). With no tokens the result is the zero vector. kFastText, kMean and
-// kMax only (kLast and kSif leave `out` zero).
+// kMax, kCls and kMeanSqrtLen only (kLast and kSif leave `out` zero).
 void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
           Eigen::Ref<Eigen::VectorXf> out);
 

@@ -10,9 +10,25 @@ TEST(PoolingTest, ParsesNames) {
   EXPECT_EQ(*ParsePooling("mean"), Pooling::kMean);
   EXPECT_EQ(*ParsePooling("max"), Pooling::kMax);
   EXPECT_EQ(*ParsePooling("last"), Pooling::kLast);
-  EXPECT_EQ(ParsePooling("cls").status().code(),
+  EXPECT_EQ(*ParsePooling("cls"), Pooling::kCls);
+  EXPECT_EQ(*ParsePooling("mean_sqrt_len"), Pooling::kMeanSqrtLen);
+  EXPECT_EQ(ParsePooling("weightedmean").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PoolingName(Pooling::kMax), "max");
+  EXPECT_EQ(PoolingName(Pooling::kMeanSqrtLen), "mean_sqrt_len");
+}
+
+TEST(PoolingTest, ClsAndMeanSqrtLen) {
+  Eigen::MatrixXf tokens(2, 4);
+  tokens << 1, 2, 3, 4,  //
+      -1, 0, 1, 2;
+  Eigen::VectorXf out(2);
+  Pool(tokens, Pooling::kCls, out);
+  EXPECT_FLOAT_EQ(out[0], 1);
+  EXPECT_FLOAT_EQ(out[1], -1);
+  Pool(tokens, Pooling::kMeanSqrtLen, out);
+  EXPECT_FLOAT_EQ(out[0], 10.0f / 2);
+  EXPECT_FLOAT_EQ(out[1], 2.0f / 2);
 }
 
 TEST(PoolingTest, MeanAndMax) {

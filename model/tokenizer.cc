@@ -47,9 +47,22 @@ absl::StatusOr<Tokenizer> Tokenizer::Create(const Options& options) {
   return Tokenizer(options);
 }
 
+Tokenizer Tokenizer::WordPiece(std::shared_ptr<const BertTokenizer> bert) {
+  Options options;
+  options.kind = "wordpiece";
+  options.lowercase = bert->options().lowercase;
+  Tokenizer t(options);
+  t.wordpiece_ = std::move(bert);
+  return t;
+}
+
 size_t Tokenizer::Tokenize(absl::string_view text,
                            std::vector<std::string>* tokens,
                            const Limits& limits) const {
+  if (wordpiece_ != nullptr) {
+    return wordpiece_->Tokenize(text, tokens, limits.max_tokens,
+                                limits.keep_last);
+  }
   tokens->clear();
   size_t count = 0;
   auto add = [&](absl::string_view token) {
@@ -83,6 +96,10 @@ size_t Tokenizer::Tokenize(absl::string_view text,
 }
 
 size_t Tokenizer::CountTokens(absl::string_view text) const {
+  if (wordpiece_ != nullptr) {
+    std::vector<std::string> tokens;
+    return wordpiece_->Tokenize(text, &tokens, 2, false);
+  }
   size_t count = 0;
   Split(text, [&](absl::string_view) { ++count; });
   return count;

@@ -3,11 +3,13 @@
 #define CTXEMBED_MODEL_TOKENIZER_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "model/bert_tokenizer.h"
 
 namespace ctxembed {
 
@@ -26,6 +28,11 @@ class Tokenizer {
 
   // INVALID_ARGUMENT for an unknown kind.
   static absl::StatusOr<Tokenizer> Create(const Options& options);
+  // BERT's word pieces (kind "wordpiece"): Tokenize gives the CLS token,
+  // the pieces and the SEP token, max_tokens counting all of them;
+  // max_token_bytes does not apply (a word over the tokenizer's
+  // max_input_chars_per_word is one unknown token).
+  static Tokenizer WordPiece(std::shared_ptr<const BertTokenizer> bert);
 
   // Bounds on what Tokenize builds, so that a huge input costs no more
   // than the limits: at most `max_tokens` tokens are kept, each cut to at
@@ -52,6 +59,8 @@ class Tokenizer {
   size_t CountTokens(absl::string_view text) const;
 
   const Options& options() const { return options_; }
+  // Null unless kind is "wordpiece".
+  const BertTokenizer* wordpiece() const { return wordpiece_.get(); }
 
  private:
   explicit Tokenizer(const Options& options)
@@ -61,6 +70,7 @@ class Tokenizer {
 
   Options options_;
   bool split_punct_;
+  std::shared_ptr<const BertTokenizer> wordpiece_;
 };
 
 }  // namespace ctxembed

@@ -55,6 +55,22 @@ absl::StatusOr<std::unique_ptr<Tower>> Tower::Create(
     parts.push_back(ModuleName(m));
     t->modules_.push_back(std::move(module));
   }
+  if (config.transformer) {
+    const BertConfig& b = *config.transformer;
+    if (!config.encoder.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tower ", name, ": a transformer cannot follow recurrent modules"));
+    }
+    if (b.hidden_size != dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tower ", name, ": hidden_size is ", b.hidden_size,
+                       " but the word embeddings have size ", dim));
+    }
+    CTXEMBED_ASSIGN_OR_RETURN(t->transformer_,
+                              BertEncoder::Create(b, *weights));
+    parts.push_back(
+        absl::StrCat("bert-L", b.num_hidden_layers, "-H", b.hidden_size));
+  }
   t->token_dim_ = dim;
   t->architecture_ =
       parts.empty() ? "bag_of_vectors" : absl::StrJoin(parts, "+");
@@ -121,6 +137,7 @@ const Eigen::MatrixXf& Tower::Encode(absl::Span<const TokenList> sentences,
       vectors_->Lookup(token, x->col(col++).data());
     }
   }
+  if (transformer_ != nullptr) transformer_->Forward(s.batch, s.bert, x);
   for (size_t m = 0; m < modules_.size(); ++m) {
     Eigen::MatrixXf* y = &s.buffers[(m + 1) % 2];
     const bool top = m + 1 == modules_.size();

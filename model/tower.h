@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "model/bert_encoder.h"
 #include "model/linear.h"
 #include "model/model_config.h"
 #include "model/recurrent_module.h"
@@ -33,6 +34,7 @@ struct TowerScratch {
   Eigen::MatrixXf last;        // h_n of the top module, for "last" pooling
   Eigen::MatrixXf pooled;
   RecurrentScratch recurrent;
+  BertScratch bert;
 };
 
 // Immutable after Create; thread-safe (scratch is the caller's).
@@ -59,12 +61,14 @@ class Tower {
   // True if Embed accepts Pooling::kSif: the config has a "sif" key, or the
   // word vectors record counts.
   bool supports_sif() const { return sif_ != nullptr; }
-  // "bag_of_vectors", or the modules, e.g. "bilstm+lstm".
+  // "bag_of_vectors", the modules, e.g. "bilstm+lstm", or "bert-L6-H384".
   const std::string& architecture() const { return architecture_; }
   const WordVectors& word_vectors() const { return *vectors_; }
   const std::vector<std::unique_ptr<RecurrentModule>>& modules() const {
     return modules_;
   }
+  // Null unless the tower is a transformer.
+  const BertEncoder* transformer() const { return transformer_.get(); }
 
   // Token vectors of a batch: returns a [token_dim x total tokens] matrix
   // held in `s` (valid until its next use), sentence after sentence, laid
@@ -90,6 +94,7 @@ class Tower {
   TowerConfig config_;
   std::unique_ptr<const WordVectors> vectors_;
   std::vector<std::unique_ptr<RecurrentModule>> modules_;
+  std::unique_ptr<BertEncoder> transformer_;
   std::unique_ptr<SifWeights> sif_;  // null: no sif pooling
   std::optional<Linear> projection_;
   int token_dim_ = 0;

@@ -14,8 +14,9 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev
   libssl-dev
-  # the HTTP front door: Boost.Beast (Asio), simdjson
-  libboost-dev libsimdjson-dev
+  # the HTTP front door: Boost.Beast (Asio), simdjson; ICU for BERT's
+  # tokenizer
+  libboost-dev libsimdjson-dev libicu-dev
   # the lock analysis, formatting and the fuzzers (clang, libFuzzer)
   clang clang-format libclang-rt-14-dev
   # tests, tools and the default model
@@ -45,9 +46,13 @@ fi
 if [ ! -d deploy/validate/node_modules ]; then
   (cd deploy/validate && npm ci --no-audit --no-fund --loglevel=error)
 fi
-# The official OpenAI Node.js SDK, a client the HTTP tests did not write.
-if [ ! -d tests/node/node_modules ]; then
-  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+# The official OpenAI Node.js SDK, a client the HTTP tests did not write,
+# and @huggingface/transformers, the tokenizer BERT models are checked
+# against. --ignore-scripts: their install scripts would fetch binaries
+# (GPU builds, image codecs) the tests do not use and cannot reach.
+if [ ! -d tests/node/node_modules/@huggingface/transformers ] ||
+   [ ! -d tests/node/node_modules/openai ]; then
+  (cd tests/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 export CCACHE_BASEDIR="$PWD"

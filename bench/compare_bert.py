@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""ctxembed's transformer encoder against PyTorch and ONNX Runtime, same
+weights, same run: the all-MiniLM-L6-v2 shape (hidden 384, 6 layers, 12
+heads, intermediate 1536, vocabulary 30522) with random weights
+(tools/bert_reference.py), 16 and 128 tokens, batch 1 and 32, and a
+mixed-length batch of 32 (lengths 8..128, the batcher's real output).
+Every side computes the word-embedding lookup, the encoder and mean pooling
+with normalization, from token ids (ctxembed: from word-piece tokens, which
+it looks up):
+  - PyTorch (Debian python3-torch, torch.set_num_threads(2), no_grad):
+    tools/bert_reference.py, Hugging Face BertModel's operations; a padded
+    batch with the attention mask for mixed lengths;
+  - ONNX Runtime (onnxruntime-node, bench/ort/time_ort.js: 2 intra-op
+    threads, all graph optimizations) on the same module exported with
+    torch.onnx.export (opset 14), ids and mask inputs;
+  - ctxembed (build/bench/encoder_timer on the sentence-transformers
+    directory) at the kernel level it picks (--cpu_isa=auto).
+Rounds are interleaved and the better median of each is kept. Writes the
+transformer section of bench/results/encoders.md and
+bench/results/transformer.json.
+
+Usage: bench/compare_bert.py [--quick] [--build build]
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import torch  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import bert_reference  # noqa: E402
+import compare_torch  # noqa: E402
+
+SHAPE = dict(hidden=384, layers=6, heads=12, intermediate=1536,
+             max_positions=512)
+VOCAB_SIZE = 30522
+
+
+class MeanPooled(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, mask):
+        return bert_reference.pool(self.model(ids, mask), mask, "mean", True)
+
+
+def cases():
+    rng = random.Random(1)
+    out = [(tokens, batch, None) for tokens in (16, 128) for batch in (1, 32)]
+    out.append((128, 32, [rng.randint(8, 128) for _ in range(32)]))
+    return out
+
+
+def inputs(batch, tokens, lengths):
+    """Ids as time_ort.js makes them (1 + (i * 7919) % 999), and the mask."""
+    ids = torch.zeros(batch, tokens, dtype=torch.long)
+    mask = torch.zeros(batch, tokens, dtype=torch.long)
+    for i in range(batch):
+        n = lengths[i] if lengths else tokens
+        for j in range(n):
+            ids[i, j] = 1 + ((i * tokens + j) * 7919) % 999
+            mask[i, j] = 1
+    return ids, mask
+
+
+def time_torch(module, batch, tokens, lengths, min_seconds):
+    ids, mask = inputs(batch, tokens, lengths)
+    times = []
+    with torch.no_grad():
+        for _ in range(2):
+            module(ids, mask)
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < min_seconds or len(times) < 3:
+            start = time.perf_counter()
+            module(ids, mask)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="0.3 s per case")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    min_s = 0.3 if args.quick else 1.5
+    timer = os.path.join(args.build, "bench", "encoder_timer")
+    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+             + ["w%d" % i for i in range(VOCAB_SIZE - 5)])
+    model = bert_reference.BertReference(VOCAB_SIZE, seed=3, **SHAPE).eval()
+    module = MeanPooled(model).eval()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = os.path.join(tmp, "minilm-shape")
+        bert_reference.write_model_dir(model_dir, model, vocab=vocab,
+                                       pooling="mean", normalize=True,
+                                       max_seq_length=512)
+        onnx_path = os.path.join(tmp, "minilm-shape.onnx")
+        if compare_torch.HAVE_ORT:
+            ids, mask = inputs(2, 8, None)
+            with torch.no_grad():
+                torch.onnx.export(module, (ids, mask), onnx_path,
+                                  input_names=["ids", "mask"],
+                                  output_names=["vectors"], opset_version=14,
+                                  dynamic_axes={"ids": {0: "b", 1: "t"},
+                                                "mask": {0: "b", 1: "t"},
+                                                "vectors": {0: "b"}})
+        for tokens, batch, lengths in cases():
+            t = o = c = None
+            for _ in range(2):
+                t1 = time_torch(module, batch, tokens, lengths, min_s / 2)
+                t = t1 if t is None else min(t, t1)
+                if compare_torch.HAVE_ORT:
+                    o1 = compare_torch.time_ort(onnx_path, batch, tokens,
+                                                min_s / 2, lengths)
+                    o = o1 if o is None else min(o, o1)
+                c1 = compare_torch.time_ctxembed(timer, model_dir, batch, tokens,
+                                                 min_s / 2, "auto", lengths)
+                if c is None or c1["ms_per_batch"] < c["ms_per_batch"]:
+                    c = c1
+            ms = c["ms_per_batch"]
+            row = {"tokens": "8-128" if lengths else tokens, "batch": batch,
+                   "mixed": bool(lengths), "isa": c["isa"],
+                   "torch_ms": t * 1e3, "ort_ms": o * 1e3 if o else None,
+                   "ctxembed_ms": ms, "ctxembed_sps": batch / ms * 1e3,
+                   "ctxembed_gflops": c["gflops"],
+                   "vs_torch": t * 1e3 / ms,
+                   "vs_ort": o * 1e3 / ms if o else None}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    write_report(rows, args)
+
+
+def write_report(rows, args):
+    out_dir = os.path.join(ROOT, "bench", "results")
+    with open(os.path.join(out_dir, "transformer.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = [
+        "## Transformer encoder (BERT, MiniLM-L6 shape)",
+        "",
+        "Hidden 384, 6 layers, 12 heads, intermediate 1536, random weights; "
+        "word-embedding lookup, encoder, mean pooling and normalization; same "
+        "weights, same run. Written by `bench/compare_bert.py%s` on %s, %s "
+        "(CPU level %s), %d cores; PyTorch %s (torch.set_num_threads(2), "
+        "no_grad; Hugging Face BertModel's operations, padded batch with the "
+        "attention mask); ONNX Runtime %s (onnxruntime-node, 2 intra-op "
+        "threads, all graph optimizations, torch.onnx.export opset 14); "
+        "ctxembed packs sentences without padding. Interleaved rounds; the "
+        "better of two medians." % (
+            " --quick" if args.quick else "", time.strftime("%Y-%m-%d"),
+            compare_torch.cpu_name(), compare_torch.cpu_level(),
+            os.cpu_count(), torch.__version__,
+            "1.20.1" if compare_torch.HAVE_ORT else "(not installed)"),
+        "",
+        "| tokens | batch | PyTorch ms | ONNX Runtime ms | ctxembed ms | "
+        "ctxembed sentences/s | ctxembed GFLOP/s | vs PyTorch | vs ONNX Runtime |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append("| %s | %d | %.2f | %s | %.2f | %.0f | %.1f | %.2fx | %s |" % (
+            r["tokens"], r["batch"], r["torch_ms"],
+            "%.2f" % r["ort_ms"] if r["ort_ms"] else "-", r["ctxembed_ms"],
+            r["ctxembed_sps"], r["ctxembed_gflops"], r["vs_torch"],
+            "%.2fx" % r["vs_ort"] if r["vs_ort"] else "-"))
+
+    def ratio(tokens, batch):
+        for r in rows:
+            if r["tokens"] == tokens and r["batch"] == batch and not r["mixed"]:
+                return r["vs_ort"]
+    if compare_torch.HAVE_ORT:
+        b32 = min(ratio(16, 32), ratio(128, 32))
+        b1 = min(ratio(16, 1), ratio(128, 1))
+        lines += ["", "- Targets: batch 32 at least 1.2x ONNX Runtime: worst "
+                  "%.2fx (%s); batch 1 at least 1.3x: worst %.2fx (%s)." % (
+                      b32, "met" if b32 >= 1.2 else "NOT met",
+                      b1, "met" if b1 >= 1.3 else "NOT met")]
+    compare_torch.write_section(os.path.join(out_dir, "encoders.md"),
+                                compare_torch.TRANSFORMER_MARK, lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+// The encoder of a BERT-family transformer (Hugging Face BertModel, as
+// sentence-transformers saves MiniLM, BGE, E5, GTE): embeddings (word +
+// absolute position + token type 0, LayerNorm), then post-LayerNorm blocks
+// of multi-head self-attention and a GELU (erf) feed-forward layer.
+//
+// Sentences are packed, not padded: the matrix holds the tokens of every
+// sentence one after the other (model/sequence_batch.h), the dense layers
+// run over all of them at once on the packed-GEMM kernels, and attention
+// runs within each sentence, so padding is never computed and cannot change
+// a vector.
+#ifndef CTXEMBED_MODEL_BERT_ENCODER_H_
+#define CTXEMBED_MODEL_BERT_ENCODER_H_
+
+#include <Eigen/Core>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/packed_matrix.h"
+#include "model/safetensors.h"
+#include "model/sequence_batch.h"
+
+namespace ctxembed {
+
+// The shape of the model (Hugging Face config.json keys).
+struct BertConfig {
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_hidden_layers = 0;
+  int num_attention_heads = 0;
+  int intermediate_size = 0;
+  int max_position_embeddings = 0;
+  int type_vocab_size = 0;
+  double layer_norm_eps = 1e-12;
+  // Tensor name prefix: "" or "bert." (the prefix of BertFor* models).
+  std::string prefix;
+  Precision precision = Precision::kFp32;
+};
+
+// Per-thread buffers; they grow to the largest batch and are reused.
+struct BertScratch {
+  Eigen::MatrixXf qkv, context, sum, intermediate, scores;
+  Eigen::VectorXf rhs;
+};
+
+// Immutable after Create; thread-safe (scratch is the caller's).
+class BertEncoder {
+ public:
+  // Reads the embeddings' position and token-type tables and LayerNorm,
+  // and every layer's tensors (Hugging Face names under config.prefix;
+  // LayerNorm "weight"/"bias" or the older "gamma"/"beta"). Errors name the
+  // tensor and the shapes that disagree.
+  static absl::StatusOr<std::unique_ptr<BertEncoder>> Create(
+      const BertConfig& config, const SafeTensors& weights);
+
+  const BertConfig& config() const { return config_; }
+  int hidden_size() const { return config_.hidden_size; }
+
+  // x: the word embeddings of the batch's tokens ([hidden x total tokens],
+  // laid out as `batch` says), replaced by the last layer's hidden states.
+  // Sentences must be no longer than max_position_embeddings.
+  void Forward(const SequenceBatch& batch, BertScratch& s,
+               Eigen::MatrixXf* x) const;
+
+  // Floating-point operations of one Forward over sentences of `lengths`.
+  double Flops(const std::vector<int>& lengths) const;
+
+ private:
+  struct Dense {
+    PackedMatrix weight;  // [out x in]
+    Eigen::VectorXf bias;
+  };
+  struct Norm {
+    Eigen::VectorXf gamma, beta;
+  };
+  struct Layer {
+    Dense qkv;  // query, key and value stacked: [3 hidden x hidden]
+    Dense attention_out;
+    Norm attention_norm;
+    Dense intermediate;
+    Dense output;
+    Norm output_norm;
+  };
+  BertEncoder() = default;
+  // out = W in + b (out resized to [rows x in.cols()]).
+  static void Apply(const Dense& d, const Eigen::MatrixXf& in,
+                    Eigen::VectorXf& rhs, Eigen::MatrixXf* out);
+  void LayerNorm(const Norm& n, Eigen::MatrixXf* x) const;
+  void Attention(const SequenceBatch& batch, BertScratch& s) const;
+
+  BertConfig config_;
+  Eigen::MatrixXf position_;    // [hidden x max_position_embeddings]
+  Eigen::VectorXf token_type_;  // row 0 of the token-type table
+  Norm embedding_norm_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace ctxembed
+
+#endif  // CTXEMBED_MODEL_BERT_ENCODER_H_
