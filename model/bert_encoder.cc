@@ -1,9 +1,11 @@
 #include "model/bert_encoder.h"
 
+#include <algorithm>
 #include <cmath>
-#include <unsupported/Eigen/SpecialFunctions>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "model/parallel_runner.h"
 #include "model/status_macros.h"
 
 namespace ctxembed {
@@ -34,6 +36,7 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
   }
   std::unique_ptr<BertEncoder> e(new BertEncoder());
   e->config_ = config;
+  e->kernels_ = &DefaultKernels();
   const std::string& p = config.prefix;
   auto read_norm = [&](const std::string& name) -> absl::StatusOr<Norm> {
     Norm n;
@@ -49,11 +52,9 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
                         int in) -> absl::StatusOr<Dense> {
     CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf w,
                               weights.ReadMatrix(name + ".weight", out, in));
-    Dense d;
-    d.weight =
-        PackedMatrix(Eigen::MatrixXf(w), DefaultKernels(), config.precision);
-    CTXEMBED_ASSIGN_OR_RETURN(d.bias, ReadBias(weights, name + ".bias", out));
-    return d;
+    CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b,
+                              ReadBias(weights, name + ".bias", out));
+    return MakeDense(Eigen::MatrixXf(w), std::move(b), config.precision);
   };
 
   CTXEMBED_ASSIGN_OR_RETURN(
@@ -84,8 +85,7 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
       qkv.middleRows(k * h, h) = w;
       qkv_bias.segment(k * h, h) = b;
     }
-    layer.qkv.weight = PackedMatrix(qkv, DefaultKernels(), config.precision);
-    layer.qkv.bias = qkv_bias;
+    layer.qkv = MakeDense(qkv, std::move(qkv_bias), config.precision);
     CTXEMBED_ASSIGN_OR_RETURN(layer.attention_out,
                               read_dense(l + "attention.output.dense", h, h));
     CTXEMBED_ASSIGN_OR_RETURN(layer.attention_norm,
@@ -103,52 +103,136 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
   return e;
 }
 
-void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in,
-                        Eigen::VectorXf& rhs, Eigen::MatrixXf* out) {
-  out->resize(d.weight.rows(), in.cols());
-  out->colwise() = d.bias;
-  d.weight.MultiplyAdd(in, *out, rhs);
+BertEncoder::Dense BertEncoder::MakeDense(const Eigen::MatrixXf& w,
+                                          Eigen::VectorXf bias,
+                                          Precision precision) {
+  Dense d;
+  d.rows = static_cast<int>(w.rows());
+  d.weight = PackedMatrix(w, DefaultKernels(), precision);
+  if (const int align = d.weight.row_alignment(); align > 0) {
+    d.split = std::min(d.rows, (d.rows / 2 + align - 1) / align * align);
+  }
+  d.bias = std::move(bias);
+  return d;
 }
 
-void BertEncoder::LayerNorm(const Norm& n, Eigen::MatrixXf* x) const {
-  const float eps = static_cast<float>(config_.layer_norm_eps);
-  const float inv_h = 1.0f / static_cast<float>(x->rows());
-  for (Eigen::Index c = 0; c < x->cols(); ++c) {
-    auto col = x->col(c);
-    const float mean = col.sum() * inv_h;
-    col.array() -= mean;
-    const float var = col.squaredNorm() * inv_h;
-    col = (col.array() * (1.0f / std::sqrt(var + eps)) * n.gamma.array() +
-           n.beta.array())
-              .matrix();
+namespace {
+
+// Runs part(0) here and part(1) on the helper core when it is free; with
+// `parallel` false (too little work to repay the hand-off), both here.
+template <typename Part>
+void InHalves(Part part, bool parallel = true) {
+  if (!parallel) {
+    part(0);
+    part(1);
+    return;
+  }
+  ParallelRunner::Shared().Run([&] { part(0); }, [&] { part(1); });
+}
+
+// Below this many tokens, layer norms and attention run on one core.
+constexpr int kParallelTokens = 64;
+
+// Columns per step of a dense layer: bias, GEMM and activation run on one
+// block of columns while it is in cache.
+constexpr int kColumnBlock = 96;  // a multiple of the v4 kernel's 12
+
+}  // namespace
+
+void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
+                        BertScratch& s, Eigen::MatrixXf* out) const {
+  const int n = static_cast<int>(in.cols());
+  out->resize(d.rows, n);
+  // Bias, GEMM and activation over rows [first, first + count) of the
+  // columns [c0, c1), a block of columns at a time.
+  auto run = [&](int part, int first, int count, int c0, int c1) {
+    for (int c = c0; c < c1; c += kColumnBlock) {
+      const int width = std::min(kColumnBlock, c1 - c);
+      Eigen::Ref<Eigen::MatrixXf> block = out->block(first, c, count, width);
+      for (int j = 0; j < width; ++j) {
+        std::memcpy(block.col(j).data(), d.bias.data() + first,
+                    sizeof(float) * count);
+      }
+      if (count == d.rows) {
+        d.weight.MultiplyAdd(in.middleCols(c, width), block, s.rhs[part]);
+      } else {
+        d.weight.MultiplyAddRows(first, count, in.middleCols(c, width), block,
+                                 s.rhs[part]);
+      }
+      if (gelu) {
+        for (int j = 0; j < width; ++j) {
+          kernels_->gelu(block.col(j).data(), count);
+        }
+      }
+    }
+  };
+  if (n >= 2 * kColumnBlock || d.split == 0) {
+    // Many columns: each core takes half of them, all rows (the right-hand
+    // side is packed once, by its own core).
+    const int half = (n / 2 + kColumnBlock - 1) / kColumnBlock * kColumnBlock;
+    InHalves([&](int h) {
+      if (h == 0) run(0, 0, d.rows, 0, std::min(half, n));
+      if (h == 1 && half < n) run(1, 0, d.rows, half, n);
+    });
+  } else {
+    InHalves([&](int h) {
+      if (h == 0) run(0, 0, d.split, 0, n);
+      if (h == 1 && d.split < d.rows) run(1, d.split, d.rows - d.split, 0, n);
+    });
   }
 }
 
-void BertEncoder::Attention(const SequenceBatch& batch, BertScratch& s) const {
+void BertEncoder::AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
+                          Eigen::MatrixXf* x) const {
+  const int cols = static_cast<int>(x->cols()), half = cols / 2;
+  const int rows = static_cast<int>(x->rows());
+  const float eps = static_cast<float>(config_.layer_norm_eps);
+  InHalves([&](int h) {
+    const int first = h == 0 ? 0 : half;
+    const int count = h == 0 ? half : cols - half;
+    if (count == 0) return;
+    kernels_->layer_norm_columns(
+        x->col(first).data(), rows,
+        residual.size() == 0 ? nullptr : residual.col(first).data(), rows, rows,
+        count, n.gamma.data(), n.beta.data(), eps);
+  });
+}
+
+void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
+                            int end_head, int part, BertScratch& s) const {
   const int h = config_.hidden_size;
-  const int heads = config_.num_attention_heads;
-  const int d = h / heads;
+  const int d = h / config_.num_attention_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  s.context.resize(h, s.qkv.cols());
+  const ptrdiff_t ld = s.qkv.rows();  // 3h
+  Eigen::MatrixXf& scores = s.scores[part];
+  std::vector<float>& packed = s.packed[part];
+  Eigen::VectorXf& rhs = s.rhs[part];
   for (int i = 0; i < batch.size(); ++i) {
     const int off = batch.offset(i);
     const int len = batch.length(i);
     if (len == 0) continue;
-    for (int head = 0; head < heads; ++head) {
-      const auto q = s.qkv.block(head * d, off, d, len);
-      const auto k = s.qkv.block(h + head * d, off, d, len);
-      const auto v = s.qkv.block(2 * h + head * d, off, d, len);
-      // scores(j, t): key j against query t; softmax down each column.
-      s.scores.resize(len, len);
-      s.scores.noalias() = k.transpose() * q;
-      for (int t = 0; t < len; ++t) {
-        auto col = s.scores.col(t);
-        col *= scale;
-        const float max = col.maxCoeff();
-        col = (col.array() - max).exp().matrix();
-        col /= col.sum();
-      }
-      s.context.block(head * d, off, d, len).noalias() = v * s.scores;
+    for (int head = first_head; head < end_head; ++head) {
+      const float* q = s.qkv.data() + off * ld + head * d;
+      const float* k = q + h;
+      const float* v = q + 2 * h;
+      // scores(j, t) = k_j . q_t: K^T [len x d] packed, times Q [d x len].
+      packed.resize(kernels_->packed_floats(len, d));
+      kernels_->pack(k, ld, 1, len, d, packed.data());
+      rhs.resize(std::max<Eigen::Index>(rhs.size(),
+                                        kernels_->gemm_scratch_floats(d, len)));
+      scores.setZero(len, len);
+      kernels_->gemm(packed.data(), len, d, q, ld, len, scores.data(), len,
+                     rhs.data());
+      kernels_->softmax_columns(scores.data(), len, len, len, scale);
+      // context_t = sum_j p(j, t) v_j: V [d x len] packed, times P.
+      packed.resize(kernels_->packed_floats(d, len));
+      kernels_->pack(v, 1, ld, d, len, packed.data());
+      rhs.resize(std::max<Eigen::Index>(
+          rhs.size(), kernels_->gemm_scratch_floats(len, len)));
+      float* out = s.context.data() + off * h + head * d;
+      for (int t = 0; t < len; ++t) std::fill_n(out + t * h, d, 0.0f);
+      kernels_->gemm(packed.data(), d, len, scores.data(), len, len, out, h,
+                     rhs.data());
     }
   }
 }
@@ -161,23 +245,23 @@ void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
       x->col(off + t) += position_.col(t) + token_type_;
     }
   }
-  LayerNorm(embedding_norm_, x);
-  const float inv_sqrt2 = static_cast<float>(M_SQRT1_2);
+  AddNorm(embedding_norm_, Eigen::MatrixXf(), x);
+  const int heads = config_.num_attention_heads;
   for (const Layer& layer : layers_) {
-    Apply(layer.qkv, *x, s.rhs, &s.qkv);
-    Attention(batch, s);
-    Apply(layer.attention_out, s.context, s.rhs, &s.sum);
-    s.sum += *x;
-    LayerNorm(layer.attention_norm, &s.sum);
+    Apply(layer.qkv, *x, false, s, &s.qkv);
+    s.context.resize(config_.hidden_size, s.qkv.cols());
+    InHalves(
+        [&](int h) {
+          Attention(batch, h == 0 ? 0 : heads / 2, h == 0 ? heads / 2 : heads,
+                    h, s);
+        },
+        batch.total_tokens() >= kParallelTokens);
+    Apply(layer.attention_out, s.context, false, s, &s.sum);
+    AddNorm(layer.attention_norm, *x, &s.sum);
     x->swap(s.sum);
-    Apply(layer.intermediate, *x, s.rhs, &s.intermediate);
-    // Exact GELU: x * (1 + erf(x / sqrt(2))) / 2.
-    s.intermediate.array() =
-        0.5f * s.intermediate.array() *
-        (1.0f + (s.intermediate.array() * inv_sqrt2).erf());
-    Apply(layer.output, s.intermediate, s.rhs, &s.sum);
-    s.sum += *x;
-    LayerNorm(layer.output_norm, &s.sum);
+    Apply(layer.intermediate, *x, true, s, &s.intermediate);
+    Apply(layer.output, s.intermediate, false, s, &s.sum);
+    AddNorm(layer.output_norm, *x, &s.sum);
     x->swap(s.sum);
   }
 }

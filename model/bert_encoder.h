@@ -38,10 +38,14 @@ struct BertConfig {
   Precision precision = Precision::kFp32;
 };
 
-// Per-thread buffers; they grow to the largest batch and are reused.
+// Per-thread buffers; they grow to the largest batch and are reused. Each
+// step runs in two halves, the second on ParallelRunner's helper when it is
+// free (model/parallel_runner.h); the halves' private buffers are [2].
 struct BertScratch {
-  Eigen::MatrixXf qkv, context, sum, intermediate, scores;
-  Eigen::VectorXf rhs;
+  Eigen::MatrixXf qkv, context, sum, intermediate;
+  Eigen::MatrixXf scores[2];
+  Eigen::VectorXf rhs[2];
+  std::vector<float> packed[2];  // a head's keys or values, packed
 };
 
 // Immutable after Create; thread-safe (scratch is the caller's).
@@ -67,8 +71,12 @@ class BertEncoder {
   double Flops(const std::vector<int>& lengths) const;
 
  private:
+  // A dense layer, W [out x in] and b. Two cores share it by rows (first
+  // `split` rows, the rest) for few columns, by columns for many.
   struct Dense {
-    PackedMatrix weight;  // [out x in]
+    PackedMatrix weight;
+    int split = 0;  // 0: rows cannot be split (bf16 layout)
+    int rows = 0;
     Eigen::VectorXf bias;
   };
   struct Norm {
@@ -83,15 +91,22 @@ class BertEncoder {
     Norm output_norm;
   };
   BertEncoder() = default;
-  // out = W in + b (out resized to [rows x in.cols()]).
-  static void Apply(const Dense& d, const Eigen::MatrixXf& in,
-                    Eigen::VectorXf& rhs, Eigen::MatrixXf* out);
-  void LayerNorm(const Norm& n, Eigen::MatrixXf* x) const;
-  void Attention(const SequenceBatch& batch, BertScratch& s) const;
+  static Dense MakeDense(const Eigen::MatrixXf& w, Eigen::VectorXf bias,
+                         Precision precision);
+  // out = W in + b (out resized to [rows x in.cols()]); with `gelu`, then
+  // GELU on every element.
+  void Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
+             BertScratch& s, Eigen::MatrixXf* out) const;
+  // x = LayerNorm(x + residual).
+  void AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
+               Eigen::MatrixXf* x) const;
+  void Attention(const SequenceBatch& batch, int first_head, int end_head,
+                 int part, BertScratch& s) const;
 
   BertConfig config_;
-  Eigen::MatrixXf position_;    // [hidden x max_position_embeddings]
-  Eigen::VectorXf token_type_;  // row 0 of the token-type table
+  const KernelTable* kernels_ = nullptr;  // the dense layers' (packed for it)
+  Eigen::MatrixXf position_;              // [hidden x max_position_embeddings]
+  Eigen::VectorXf token_type_;            // row 0 of the token-type table
   Norm embedding_norm_;
   std::vector<Layer> layers_;
 };

@@ -126,6 +126,32 @@ TEST(BertEncoderTest, ASentenceGetsTheSameVectorsInAnyBatch) {
   EXPECT_GT((s.col(0) - a.col(2)).cwiseAbs().maxCoeff(), 1e-3);
 }
 
+// Enough tokens that the dense layers split columns between the cores and
+// attention runs in two halves of the heads.
+TEST(BertEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
+  const BertConfig c = SmallConfig();
+  const std::string bytes = SmallWeights(c);
+  auto weights = SafeTensors::Parse(bytes, "random");
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto encoder = BertEncoder::Create(c, **weights);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  std::vector<int> lengths;
+  int total = 0;
+  for (int i = 0; total < 300; ++i) {
+    lengths.push_back(1 + (i * 7) % 20);
+    total += lengths.back();
+  }
+  const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, total);
+  const Eigen::MatrixXf batch = Forward(**encoder, lengths, words);
+  int off = 0;
+  for (int len : lengths) {
+    const Eigen::MatrixXf alone =
+        Forward(**encoder, {len}, words.middleCols(off, len));
+    EXPECT_LT((batch.middleCols(off, len) - alone).cwiseAbs().maxCoeff(), 1e-5);
+    off += len;
+  }
+}
+
 TEST(BertEncoderTest, ErrorsNameTheTensor) {
   const BertConfig c = SmallConfig();
   const std::string bytes = SmallWeights(c, /*skip_last_norm=*/true);

@@ -48,6 +48,21 @@ struct KernelTable {
   // In place over n floats: 1 / (1 + exp(-x)), tanh(x).
   void (*logistic)(float* x, ptrdiff_t n);
   void (*tanh)(float* x, ptrdiff_t n);
+
+  // The transformer's element-wise steps (model/bert_encoder.h).
+  // In place over n floats: GELU, x (1 + erf(x / sqrt 2)) / 2, with erf to
+  // about 2e-7 absolute.
+  void (*gelu)(float* x, ptrdiff_t n);
+  // Each of `cols` columns (rows floats, ld apart) replaced by the softmax
+  // of scale * column (scale > 0).
+  void (*softmax_columns)(float* x, ptrdiff_t ld, int rows, int cols,
+                          float scale);
+  // Each column x_j (rows floats, ldx apart) replaced by
+  // LayerNorm(x_j + r_j) * gamma + beta (biased variance, eps inside the
+  // square root); r (ldr apart) may be null.
+  void (*layer_norm_columns)(float* x, ptrdiff_t ldx, const float* r,
+                             ptrdiff_t ldr, int rows, int cols,
+                             const float* gamma, const float* beta, float eps);
 };
 
 // The bf16 GEMM (AVX512_BF16): W stored as bfloat16, x rounded to bfloat16

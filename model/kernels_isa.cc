@@ -344,13 +344,114 @@ void Apply(float* x, ptrdiff_t n) {
   }
 }
 
+// ---- transformer element-wise steps ---------------------------------------
+
+// erf(x) by Abramowitz and Stegun 7.1.26 (|error| <= 1.5e-7, plus float
+// rounding): 1 - t (a1 + t (a2 + ...)) exp(-x^2), t = 1 / (1 + p |x|), odd.
+inline Vec Erf(Vec x) {
+  const IVec sign = (IVec)x & INT32_MIN;
+  const Vec ax = (Vec)((IVec)x & INT32_MAX);
+  const Vec t = 1.0f / (1.0f + 0.3275911f * ax);
+  Vec p = Splat(1.061405429f);
+  p = p * t + -1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t + -0.284496736f;
+  p = p * t + 0.254829592f;
+  const Vec y = 1.0f - p * t * Exp(-(ax * ax));
+  return (Vec)((IVec)y | sign);
+}
+
+inline Vec Gelu(Vec x) {
+  return 0.5f * x * (1.0f + Erf(x * 0.707106781186547524f));
+}
+
+inline float HorizontalSum(Vec v) {
+  float s = 0.0f;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+void SoftmaxColumns(float* x, ptrdiff_t ld, int rows, int cols, float scale) {
+  for (int col = 0; col < cols; ++col) {
+    float* c = x + col * ld;
+    float max = c[0];
+    for (int r = 1; r < rows; ++r) max = c[r] > max ? c[r] : max;
+    const Vec m = Splat(max), sc = Splat(scale);
+    Vec sum = {};
+    int r = 0;
+    for (; r + kLanes <= rows; r += kLanes) {
+      const Vec e = Exp((Load(c + r) - m) * sc);
+      Store(c + r, e);
+      sum += e;
+    }
+    float total = HorizontalSum(sum);
+    for (; r < rows; ++r) {
+      Vec e = Exp(Splat((c[r] - max) * scale));
+      c[r] = e[0];
+      total += e[0];
+    }
+    const Vec inv = Splat(1.0f / total);
+    r = 0;
+    for (; r + kLanes <= rows; r += kLanes) Store(c + r, Load(c + r) * inv);
+    for (; r < rows; ++r) c[r] *= inv[0];
+  }
+}
+
+void LayerNormColumns(float* x, ptrdiff_t ldx, const float* res, ptrdiff_t ldr,
+                      int rows, int cols, const float* gamma, const float* beta,
+                      float eps) {
+  const float inv_rows = 1.0f / static_cast<float>(rows);
+  for (int col = 0; col < cols; ++col) {
+    float* c = x + col * ldx;
+    if (res != nullptr) {
+      const float* a = res + col * ldr;
+      int r = 0;
+      for (; r + kLanes <= rows; r += kLanes)
+        Store(c + r, Load(c + r) + Load(a + r));
+      for (; r < rows; ++r) c[r] += a[r];
+    }
+    Vec s = {};
+    int r = 0;
+    for (; r + kLanes <= rows; r += kLanes) s += Load(c + r);
+    float sum = HorizontalSum(s);
+    for (; r < rows; ++r) sum += c[r];
+    const float mean = sum * inv_rows;
+    const Vec m = Splat(mean);
+    Vec q = {};
+    r = 0;
+    for (; r + kLanes <= rows; r += kLanes) {
+      const Vec d = Load(c + r) - m;
+      q += d * d;
+    }
+    float var = HorizontalSum(q);
+    for (; r < rows; ++r) var += (c[r] - mean) * (c[r] - mean);
+    var *= inv_rows;
+    // 1 / sqrt without libm (this file calls no library function): Newton
+    // steps from the exponent-halving estimate; three reach float precision.
+    const float v = var + eps;
+    int32_t bits;
+    __builtin_memcpy(&bits, &v, sizeof bits);
+    bits = 0x5f3759df - (bits >> 1);
+    float inv;
+    __builtin_memcpy(&inv, &bits, sizeof inv);
+    for (int k = 0; k < 3; ++k) inv = inv * (1.5f - 0.5f * v * inv * inv);
+    const Vec is = Splat(inv);
+    r = 0;
+    for (; r + kLanes <= rows; r += kLanes) {
+      Store(c + r, (Load(c + r) - m) * is * Load(gamma + r) + Load(beta + r));
+    }
+    for (; r < rows; ++r) c[r] = (c[r] - mean) * inv * gamma[r] + beta[r];
+  }
+}
+
 }  // namespace
 
 extern const KernelTable kTable;
 const KernelTable kTable = {
-    CTXEMBED_KERNEL_ISA, kLanes,     PackedFloats, Pack,
-    GemmScratchFloats,   Gemm,       LstmCell,     GruCell,
-    Apply<Logistic>,     Apply<Tanh>};
+    CTXEMBED_KERNEL_ISA, kLanes,      PackedFloats, Pack,
+    GemmScratchFloats,   Gemm,        LstmCell,     GruCell,
+    Apply<Logistic>,     Apply<Tanh>, Apply<Gelu>,  SoftmaxColumns,
+    LayerNormColumns};
 
 }  // namespace CTXEMBED_KERNEL_NS
 }  // namespace ctxembed

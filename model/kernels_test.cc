@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -99,6 +100,69 @@ TEST(KernelsTest, CellsFollowPyTorchEquationsOnEveryLevel) {
           }
           EXPECT_EQ(hg[col * ldh + hidden], hg0[col * ldh + hidden]);
         }
+      }
+    }
+  }
+}
+
+// The transformer's element-wise kernels on every level, against plain
+// double-precision arithmetic.
+TEST(KernelsTest, GeluSoftmaxAndLayerNormOnEveryLevel) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (const KernelTable* k : SupportedKernels()) {
+    std::vector<float> x(1000);
+    for (float& v : x) v = dist(rng);
+    x[0] = 0.0f;
+    x[1] = -12.0f;
+    x[2] = 12.0f;
+    std::vector<float> y = x;
+    k->gelu(y.data(), static_cast<ptrdiff_t>(y.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double want = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
+      EXPECT_NEAR(y[i], want, 3e-7 * std::max(1.0, std::fabs(want)))
+          << k->isa << " x=" << x[i];
+    }
+    // Softmax of scale * column over columns of 37 rows, 40 apart.
+    const int rows = 37, ld = 40, cols = 3;
+    std::vector<float> s(ld * cols);
+    for (float& v : s) v = dist(rng);
+    std::vector<float> got = s;
+    k->softmax_columns(got.data(), ld, rows, cols, 0.125f);
+    for (int c = 0; c < cols; ++c) {
+      double max = -1e30, sum = 0;
+      for (int r = 0; r < rows; ++r) max = std::max<double>(max, s[c * ld + r]);
+      for (int r = 0; r < rows; ++r)
+        sum += std::exp(0.125 * (s[c * ld + r] - max));
+      for (int r = 0; r < rows; ++r) {
+        EXPECT_NEAR(got[c * ld + r],
+                    std::exp(0.125 * (s[c * ld + r] - max)) / sum, 1e-7)
+            << k->isa;
+      }
+      EXPECT_EQ(got[c * ld + rows], s[c * ld + rows]);  // past the rows
+    }
+    // LayerNorm(x + r) * gamma + beta.
+    std::vector<float> res(ld * cols), gamma(rows), beta(rows);
+    for (float& v : res) v = dist(rng);
+    for (float& v : gamma) v = 1.0f + 0.1f * dist(rng);
+    for (float& v : beta) v = 0.1f * dist(rng);
+    got = s;
+    k->layer_norm_columns(got.data(), ld, res.data(), ld, rows, cols,
+                          gamma.data(), beta.data(), 1e-12f);
+    for (int c = 0; c < cols; ++c) {
+      double mean = 0, var = 0;
+      for (int r = 0; r < rows; ++r) mean += s[c * ld + r] + res[c * ld + r];
+      mean /= rows;
+      for (int r = 0; r < rows; ++r) {
+        const double d = s[c * ld + r] + res[c * ld + r] - mean;
+        var += d * d;
+      }
+      var /= rows;
+      for (int r = 0; r < rows; ++r) {
+        const double want = (s[c * ld + r] + res[c * ld + r] - mean) /
+                                std::sqrt(var + 1e-12) * gamma[r] +
+                            beta[r];
+        EXPECT_NEAR(got[c * ld + r], want, 2e-6) << k->isa;
       }
     }
   }

@@ -55,4 +55,25 @@ void PackedMatrix::MultiplyAdd(const Eigen::Ref<const Eigen::MatrixXf>& x,
                  out.data(), out.outerStride(), rhs_scratch.data());
 }
 
+int PackedMatrix::row_alignment() const {
+  if (bf16_ != nullptr || cols_ == 0) return 0;
+  return static_cast<int>(kernels_->packed_floats(1, static_cast<int>(cols_)) /
+                          cols_);
+}
+
+void PackedMatrix::MultiplyAddRows(int first, int count,
+                                   const Eigen::Ref<const Eigen::MatrixXf>& x,
+                                   Eigen::Ref<Eigen::MatrixXf> out,
+                                   Eigen::VectorXf& rhs_scratch) const {
+  const Eigen::Index n = x.cols();
+  if (n == 0 || count == 0 || cols_ == 0) return;
+  const size_t need = kernels_->gemm_scratch_floats(cols_, n);
+  if (static_cast<size_t>(rhs_scratch.size()) < need) rhs_scratch.resize(need);
+  // Panel p starts at p * panel * cols: rows [first, ...) start at
+  // first * cols.
+  kernels_->gemm(packed_.data() + static_cast<size_t>(first) * cols_, count,
+                 cols_, x.data(), x.outerStride(), n, out.data(),
+                 out.outerStride(), rhs_scratch.data());
+}
+
 }  // namespace ctxembed

@@ -46,6 +46,16 @@ class PackedMatrix {
                    Eigen::Ref<Eigen::MatrixXf> out,
                    Eigen::VectorXf& rhs_scratch) const;
 
+  // Rows of the packed layout's panels (fp32), or 0 when rows cannot be
+  // taken apart (the bf16 kernel's layout).
+  int row_alignment() const;
+  // out += W[first, first + count) * x: `out` has `count` rows; `first` a
+  // multiple of row_alignment(), and first + count <= rows().
+  void MultiplyAddRows(int first, int count,
+                       const Eigen::Ref<const Eigen::MatrixXf>& x,
+                       Eigen::Ref<Eigen::MatrixXf> out,
+                       Eigen::VectorXf& rhs_scratch) const;
+
  private:
   Eigen::Index rows_ = 0, cols_ = 0;
   const KernelTable* kernels_ = nullptr;

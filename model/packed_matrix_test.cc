@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace ctxembed {
 namespace {
 
@@ -60,6 +62,24 @@ TEST(PackedMatrixTest, Bf16EqualsTheProductOfRoundedMatrices) {
         EXPECT_EQ(out.rightCols(1), want.rightCols(1));
         EXPECT_EQ(out.bottomRows(1), want.bottomRows(1));
       }
+    }
+  }
+}
+
+TEST(PackedMatrixTest, RowRangesEqualTheirPartOfTheProduct) {
+  for (const KernelTable* k : SupportedKernels()) {
+    const Eigen::MatrixXf w = Eigen::MatrixXf::Random(100, 37);
+    const Eigen::MatrixXf x = Eigen::MatrixXf::Random(37, 29);
+    const PackedMatrix packed(w, *k);
+    const int align = packed.row_alignment();
+    ASSERT_GT(align, 0) << k->isa;
+    Eigen::VectorXf scratch;
+    for (int first = 0; first < 100; first += align) {
+      const int count = std::min(100 - first, align + 3);
+      Eigen::MatrixXf out = Eigen::MatrixXf::Zero(count, 29);
+      packed.MultiplyAddRows(first, count, x, out, scratch);
+      const Eigen::MatrixXf want = w.middleRows(first, count) * x;
+      EXPECT_LE((out - want).cwiseAbs().maxCoeff(), 1e-4f) << k->isa;
     }
   }
 }

@@ -115,6 +115,27 @@ class SmallModelsTest(unittest.TestCase):
                     self.assertLess(max_diff([list(alone.embeddings[0].values)],
                                              pooled[i:i + 1]), TOL)
 
+    def test_every_kernel_level_matches_the_reference(self):
+        model, pooling, normalize = self.models["st-sqrt-bf16"]
+        d = os.path.join(self.tmp, "st-sqrt-bf16")
+        for level in harness.cpu_levels():
+            with self.subTest(cpu_isa=level):
+                server = harness.Server([d], "--cpu_isa=" + level)
+                try:
+                    request = embedder_pb2.EmbedRequest(inputs=SENTENCES,
+                                                        truncate=True)
+                    tokens = server.stub.EmbedTokens(request, timeout=30)
+                    id_lists = [ids_of(self.vocab_ids, r.tokens)
+                                for r in tokens.results]
+                    _, pooled = bert_reference.encode(model, id_lists, pooling,
+                                                      normalize)
+                    got = server.stub.Embed(request, timeout=30)
+                    self.assertLess(max_diff([list(e.values)
+                                              for e in got.embeddings], pooled),
+                                    TOL)
+                finally:
+                    server.close()
+
     def test_word_pieces_and_special_tokens(self):
         reply = self.server.stub.Tokenize(embedder_pb2.TokenizeRequest(
             inputs=["Unbelievable, playing!", "你好 xyzzy", "zq" * 60],
