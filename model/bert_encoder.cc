@@ -169,7 +169,9 @@ void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
   if (n >= 2 * kColumnBlock || d.split == 0) {
     // Many columns: each core takes half of them, all rows (the right-hand
     // side is packed once, by its own core).
-    const int half = (n / 2 + kColumnBlock - 1) / kColumnBlock * kColumnBlock;
+    // Halves on a multiple of 12 columns (the v4 kernel's width), as
+    // equal as that allows: an uneven split leaves one core idle.
+    const int half = std::min(n, (n + 12) / 24 * 12);
     InHalves([&](int h) {
       if (h == 0) run(0, 0, d.rows, 0, std::min(half, n));
       if (h == 1 && half < n) run(1, 0, d.rows, half, n);
