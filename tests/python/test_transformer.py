@@ -80,6 +80,10 @@ class SmallModelsTest(unittest.TestCase):
                 d, model, vocab=SMALL_VOCAB, pooling=pooling,
                 normalize=normalize, dtype=dtype, prefix=prefix,
                 max_seq_length=24, modules=modules)
+            if not modules:
+                # A plain save_pretrained directory with a slow tokenizer:
+                # settings from tokenizer_config.json alone.
+                os.remove(os.path.join(d, "tokenizer.json"))
             cls.models[name] = (model, pooling if modules else "mean",
                                 normalize and modules)
             dirs.append(d)
@@ -179,6 +183,11 @@ class SmallModelsTest(unittest.TestCase):
         self.assertEqual(info["st-cls"].dimension, 32)
         self.assertEqual(info["st-cls"].pooling, "cls")
         self.assertEqual(info["st-cls"].max_tokens, 24)
+        stream = list(self.server.stub.EmbedStream(iter([
+            embedder_pb2.EmbedRequest(inputs=["the dog"], model="hf-plain"),
+            embedder_pb2.EmbedRequest(inputs=["man bites dog", "a"],
+                                      model="st-cls")]), timeout=10))
+        self.assertEqual([len(r.embeddings) for r in stream], [1, 2])
         score = self.server.stub.Score(embedder_pb2.ScoreRequest(
             pairs=[embedder_pb2.Pair(a="the dog", b="the dog")], model="st-mean"),
             timeout=10)
