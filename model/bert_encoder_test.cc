@@ -103,18 +103,34 @@ Eigen::MatrixXf Forward(const BertEncoder& e, const std::vector<int>& lengths,
   return x;
 }
 
-TEST(BertEncoderTest, ASentenceGetsTheSameVectorsInAnyBatch) {
-  const BertConfig c = SmallConfig();
-  const std::string bytes = SmallWeights(c);
-  auto weights = SafeTensors::Parse(bytes, "random");
-  ASSERT_TRUE(weights.ok()) << weights.status();
-  auto encoder = BertEncoder::Create(c, **weights);
-  ASSERT_TRUE(encoder.ok()) << encoder.status();
+// A small random encoder.
+class SmallEncoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bytes_ = SmallWeights(SmallConfig());
+    auto weights = SafeTensors::Parse(bytes_, "random");
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    weights_ = *std::move(weights);
+    auto encoder = BertEncoder::Create(SmallConfig(), *weights_);
+    ASSERT_TRUE(encoder.ok()) << encoder.status();
+    encoder_ = *std::move(encoder);
+  }
+  Eigen::MatrixXf Encode(const std::vector<int>& lengths,
+                         const Eigen::MatrixXf& words) const {
+    return Forward(*encoder_, lengths, words);
+  }
+
+  std::string bytes_;
+  std::unique_ptr<SafeTensors> weights_;
+  std::unique_ptr<BertEncoder> encoder_;
+};
+
+TEST_F(SmallEncoderTest, ASentenceGetsTheSameVectorsInAnyBatch) {
   const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, 3 + 17 + 1);
-  const Eigen::MatrixXf batch = Forward(**encoder, {3, 17, 1}, words);
-  const Eigen::MatrixXf a = Forward(**encoder, {3}, words.leftCols(3));
-  const Eigen::MatrixXf b = Forward(**encoder, {17}, words.middleCols(3, 17));
-  const Eigen::MatrixXf d = Forward(**encoder, {1}, words.rightCols(1));
+  const Eigen::MatrixXf batch = Encode({3, 17, 1}, words);
+  const Eigen::MatrixXf a = Encode({3}, words.leftCols(3));
+  const Eigen::MatrixXf b = Encode({17}, words.middleCols(3, 17));
+  const Eigen::MatrixXf d = Encode({1}, words.rightCols(1));
   EXPECT_LT((batch.leftCols(3) - a).cwiseAbs().maxCoeff(), 1e-6);
   EXPECT_LT((batch.middleCols(3, 17) - b).cwiseAbs().maxCoeff(), 1e-6);
   EXPECT_LT((batch.rightCols(1) - d).cwiseAbs().maxCoeff(), 1e-6);
@@ -122,19 +138,13 @@ TEST(BertEncoderTest, ASentenceGetsTheSameVectorsInAnyBatch) {
   EXPECT_TRUE(batch.allFinite());
   Eigen::MatrixXf swapped = words.leftCols(3);
   swapped.col(0).swap(swapped.col(2));
-  const Eigen::MatrixXf s = Forward(**encoder, {3}, swapped);
+  const Eigen::MatrixXf s = Encode({3}, swapped);
   EXPECT_GT((s.col(0) - a.col(2)).cwiseAbs().maxCoeff(), 1e-3);
 }
 
 // Enough tokens that the dense layers split columns between the cores and
 // attention runs in two halves of the heads.
-TEST(BertEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
-  const BertConfig c = SmallConfig();
-  const std::string bytes = SmallWeights(c);
-  auto weights = SafeTensors::Parse(bytes, "random");
-  ASSERT_TRUE(weights.ok()) << weights.status();
-  auto encoder = BertEncoder::Create(c, **weights);
-  ASSERT_TRUE(encoder.ok()) << encoder.status();
+TEST_F(SmallEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
   std::vector<int> lengths;
   int total = 0;
   for (int i = 0; total < 300; ++i) {
@@ -142,11 +152,10 @@ TEST(BertEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
     total += lengths.back();
   }
   const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, total);
-  const Eigen::MatrixXf batch = Forward(**encoder, lengths, words);
+  const Eigen::MatrixXf batch = Encode(lengths, words);
   int off = 0;
   for (int len : lengths) {
-    const Eigen::MatrixXf alone =
-        Forward(**encoder, {len}, words.middleCols(off, len));
+    const Eigen::MatrixXf alone = Encode({len}, words.middleCols(off, len));
     EXPECT_LT((batch.middleCols(off, len) - alone).cwiseAbs().maxCoeff(), 1e-5);
     off += len;
   }
