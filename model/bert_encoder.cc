@@ -241,10 +241,15 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
 
 void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
                           Eigen::MatrixXf* x) const {
+  // Callers keep sentences within max_position_embeddings (the model's
+  // max_tokens); the bound here only keeps a slip from reading past the
+  // table.
+  const int positions = static_cast<int>(position_.cols());
   for (int i = 0; i < batch.size(); ++i) {
     const int off = batch.offset(i);
     for (int t = 0; t < batch.length(i); ++t) {
-      x->col(off + t) += position_.col(t) + token_type_;
+      x->col(off + t) +=
+          position_.col(std::min(t, positions - 1)) + token_type_;
     }
   }
   AddNorm(embedding_norm_, Eigen::MatrixXf(), x);

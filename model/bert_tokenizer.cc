@@ -239,12 +239,21 @@ void BertTokenizer::WordPieces(absl::string_view text, Emit emit) const {
   const icu::UnicodeString normalized = NormalizeText(text, options_);
   std::string word, buffer;
   std::vector<size_t> starts;
+  // A word over max_input_chars_per_word is the unknown token whatever it
+  // holds: its characters are counted, not kept (a 20 MB word costs no
+  // more memory than a short one).
+  const size_t max_chars = options_.max_input_chars_per_word;
+  bool overlong = false;
   auto flush = [&] {
-    if (starts.empty()) return;
-    starts.push_back(word.size());
-    SplitWord(word, starts, buffer, emit);
+    if (overlong) {
+      emit(vocab_.find(options_.unk_token)->first);
+    } else if (!starts.empty()) {
+      starts.push_back(word.size());
+      SplitWord(word, starts, buffer, emit);
+    }
     word.clear();
     starts.clear();
+    overlong = false;
   };
   for (int32_t i = 0; i < normalized.length();) {
     const UChar32 c = normalized.char32At(i);
@@ -256,7 +265,11 @@ void BertTokenizer::WordPieces(absl::string_view text, Emit emit) const {
       starts.push_back(0);
       AppendUtf8(c, &word);
       flush();
-    } else {
+    } else if (!overlong) {
+      if (starts.size() == max_chars) {
+        overlong = true;
+        continue;
+      }
       starts.push_back(word.size());
       AppendUtf8(c, &word);
     }
