@@ -375,10 +375,17 @@ void SoftmaxColumns(float* x, ptrdiff_t ld, int rows, int cols, float scale) {
   for (int col = 0; col < cols; ++col) {
     float* c = x + col * ld;
     float max = c[0];
-    for (int r = 1; r < rows; ++r) max = c[r] > max ? c[r] : max;
+    int r = 0;
+    if (rows >= kLanes) {
+      Vec mv = Load(c);
+      for (r = kLanes; r + kLanes <= rows; r += kLanes)
+        mv = Max(mv, Load(c + r));
+      for (int i = 0; i < kLanes; ++i) max = mv[i] > max ? mv[i] : max;
+    }
+    for (; r < rows; ++r) max = c[r] > max ? c[r] : max;
     const Vec m = Splat(max), sc = Splat(scale);
     Vec sum = {};
-    int r = 0;
+    r = 0;
     for (; r + kLanes <= rows; r += kLanes) {
       const Vec e = Exp((Load(c + r) - m) * sc);
       Store(c + r, e);

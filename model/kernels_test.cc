@@ -123,24 +123,31 @@ TEST(KernelsTest, GeluSoftmaxAndLayerNormOnEveryLevel) {
       EXPECT_NEAR(y[i], want, 3e-7 * std::max(1.0, std::fabs(want)))
           << k->isa << " x=" << x[i];
     }
-    // Softmax of scale * column over columns of 37 rows, 40 apart.
+    // Softmax of scale * column over columns of 5 and 37 rows, 40 apart.
+    for (const int sm_rows : {5, 37}) {
+      const int rows = sm_rows, ld = 40, cols = 3;
+      std::vector<float> s(ld * cols);
+      for (float& v : s) v = dist(rng);
+      std::vector<float> got = s;
+      k->softmax_columns(got.data(), ld, rows, cols, 0.125f);
+      for (int c = 0; c < cols; ++c) {
+        double max = -1e30, sum = 0;
+        for (int r = 0; r < rows; ++r)
+          max = std::max<double>(max, s[c * ld + r]);
+        for (int r = 0; r < rows; ++r)
+          sum += std::exp(0.125 * (s[c * ld + r] - max));
+        for (int r = 0; r < rows; ++r) {
+          EXPECT_NEAR(got[c * ld + r],
+                      std::exp(0.125 * (s[c * ld + r] - max)) / sum, 1e-7)
+              << k->isa;
+        }
+        EXPECT_EQ(got[c * ld + rows], s[c * ld + rows]);  // past the rows
+      }
+    }
     const int rows = 37, ld = 40, cols = 3;
     std::vector<float> s(ld * cols);
     for (float& v : s) v = dist(rng);
-    std::vector<float> got = s;
-    k->softmax_columns(got.data(), ld, rows, cols, 0.125f);
-    for (int c = 0; c < cols; ++c) {
-      double max = -1e30, sum = 0;
-      for (int r = 0; r < rows; ++r) max = std::max<double>(max, s[c * ld + r]);
-      for (int r = 0; r < rows; ++r)
-        sum += std::exp(0.125 * (s[c * ld + r] - max));
-      for (int r = 0; r < rows; ++r) {
-        EXPECT_NEAR(got[c * ld + r],
-                    std::exp(0.125 * (s[c * ld + r] - max)) / sum, 1e-7)
-            << k->isa;
-      }
-      EXPECT_EQ(got[c * ld + rows], s[c * ld + rows]);  // past the rows
-    }
+    std::vector<float> got;
     // LayerNorm(x + r) * gamma + beta.
     std::vector<float> res(ld * cols), gamma(rows), beta(rows);
     for (float& v : res) v = dist(rng);
