@@ -67,16 +67,18 @@ class HttpServer::Impl {
 
   const Options options_;
   const Services services_;
+  // Before ioc_: sessions still queued in it update these as it is
+  // destroyed.
+  // Requests read and not yet answered (answer written or connection gone).
+  std::atomic<int> in_flight_{0};
+  // Sessions alive (open connections).
+  std::atomic<int> connections_{0};
   net::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   net::steady_timer retry_timer_{ioc_};
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
-  // Requests read and not yet answered (answer written or connection gone).
-  std::atomic<int> in_flight_{0};
-  // Sessions alive (open connections).
-  std::atomic<int> connections_{0};
 
  private:
   void Accept();
@@ -579,15 +581,14 @@ void HttpServer::Impl::Accept() {
           retry_timer_.expires_after(std::chrono::milliseconds(50));
           retry_timer_.async_wait([this](beast::error_code) { Accept(); });
           return;
+        }
+        beast::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        if (options_.max_connections > 0 &&
+            connections_.load() >= options_.max_connections) {
+          Refuse(std::move(socket));
         } else {
-          beast::error_code ignored;
-          socket.set_option(tcp::no_delay(true), ignored);
-          if (options_.max_connections > 0 &&
-              connections_.load() >= options_.max_connections) {
-            Refuse(std::move(socket));
-          } else {
-            std::make_shared<Session>(std::move(socket), this)->Start();
-          }
+          std::make_shared<Session>(std::move(socket), this)->Start();
         }
         Accept();
       });
