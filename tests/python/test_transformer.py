@@ -211,17 +211,23 @@ class SmallModelsTest(unittest.TestCase):
         self.assertGreater(max_diff([list(a)], torch.tensor([list(b)])), 1e-3)
 
 
+def tiny_model_dir(test, **layout):
+    """A 1-layer random model on SMALL_VOCAB in a temporary directory removed
+    after `test`; `layout` goes to write_model_dir."""
+    tmp = tempfile.mkdtemp(prefix="ctxembed_tinybert_")
+    test.addCleanup(shutil.rmtree, tmp, True)
+    d = os.path.join(tmp, "m")
+    model = bert_reference.BertReference(len(SMALL_VOCAB), hidden=16, layers=1,
+                                         heads=2, intermediate=32,
+                                         max_positions=32)
+    bert_reference.write_model_dir(d, model, vocab=SMALL_VOCAB, **layout)
+    return d
+
+
 class HugeInputTest(unittest.TestCase):
 
     def test_a_huge_word_costs_little_memory(self):
-        tmp = tempfile.mkdtemp(prefix="ctxembed_bert_huge_")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        d = os.path.join(tmp, "m")
-        model = bert_reference.BertReference(len(SMALL_VOCAB), hidden=16,
-                                             layers=1, heads=2, intermediate=32,
-                                             max_positions=32)
-        bert_reference.write_model_dir(d, model, vocab=SMALL_VOCAB,
-                                       max_seq_length=32)
+        d = tiny_model_dir(self, max_seq_length=32)
         server = harness.Server([d], "--max_message_bytes=%d" % (40 << 20))
         self.addCleanup(server.close)
         word = "x" * (16 << 20)
@@ -240,13 +246,7 @@ class HugeInputTest(unittest.TestCase):
 class BadDirectoriesTest(unittest.TestCase):
 
     def make(self, edit):
-        tmp = tempfile.mkdtemp(prefix="ctxembed_badbert_")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        d = os.path.join(tmp, "m")
-        model = bert_reference.BertReference(len(SMALL_VOCAB), hidden=16,
-                                             layers=1, heads=2, intermediate=32,
-                                             max_positions=32)
-        bert_reference.write_model_dir(d, model, vocab=SMALL_VOCAB)
+        d = tiny_model_dir(self)
         edit(d)
         return d
 
