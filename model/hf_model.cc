@@ -328,7 +328,8 @@ absl::StatusOr<HuggingFaceModel> ReadHuggingFaceModel(
         ": missing (only safetensors weights are read; save the model with "
         "safe_serialization=True)"));
   }
-  CTXEMBED_ASSIGN_OR_RETURN(auto weights, SafeTensors::Open(weights_path));
+  CTXEMBED_ASSIGN_OR_RETURN(hf.weights, SafeTensors::Open(weights_path));
+  const SafeTensors* weights = hf.weights.get();
   const char* kWords = "embeddings.word_embeddings.weight";
   if (!weights->Has(kWords)) {
     if (!weights->Has(absl::StrCat("bert.", kWords))) {

@@ -17,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "model/bert_tokenizer.h"
 #include "model/model_config.h"
+#include "model/safetensors.h"
 
 namespace ctxembed {
 
@@ -27,6 +28,9 @@ bool IsHuggingFaceConfig(absl::string_view config_json);
 struct HuggingFaceModel {
   ModelConfig config;
   std::shared_ptr<const BertTokenizer> tokenizer;
+  // model.safetensors, opened (and its header validated) while reading the
+  // directory: the loader reads the tensors from it.
+  std::unique_ptr<SafeTensors> weights;
 };
 
 // Reads the directory's files into a ctxembed model config and its

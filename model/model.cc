@@ -15,17 +15,18 @@ absl::StatusOr<std::shared_ptr<const Model>> Model::Load(
   CTXEMBED_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   ModelConfig config;
   std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<SafeTensors> weights;
   if (IsHuggingFaceConfig(text)) {
     CTXEMBED_ASSIGN_OR_RETURN(HuggingFaceModel hf,
                               ReadHuggingFaceModel(model_dir, text));
     config = std::move(hf.config);
     tokenizer = Tokenizer::WordPiece(std::move(hf.tokenizer));
+    weights = std::move(hf.weights);
   } else {
     CTXEMBED_ASSIGN_OR_RETURN(config, ParseModelConfig(text, config_path));
     CTXEMBED_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(config.tokenizer));
   }
-  std::unique_ptr<SafeTensors> weights;
-  if (config.NeedsWeights()) {
+  if (weights == nullptr && config.NeedsWeights()) {
     const std::string& w = config.weights;
     CTXEMBED_ASSIGN_OR_RETURN(
         weights, SafeTensors::Open(w[0] == '/' ? w : model_dir + "/" + w));
