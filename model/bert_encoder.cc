@@ -9,15 +9,6 @@
 #include "model/status_macros.h"
 
 namespace ctxembed {
-namespace {
-
-absl::StatusOr<Eigen::VectorXf> ReadBias(const SafeTensors& w,
-                                         const std::string& name, int size) {
-  return w.ReadVector(name, size);
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
     const BertConfig& config, const SafeTensors& weights) {
   const int h = config.hidden_size;
@@ -53,7 +44,7 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
     CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf w,
                               weights.ReadMatrix(name + ".weight", out, in));
     CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b,
-                              ReadBias(weights, name + ".bias", out));
+                              weights.ReadVector(name + ".bias", out));
     return MakeDense(Eigen::MatrixXf(w), std::move(b), config.precision);
   };
 
@@ -81,7 +72,7 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Create(
       CTXEMBED_ASSIGN_OR_RETURN(RowMatrixXf w,
                                 weights.ReadMatrix(name + ".weight", h, h));
       CTXEMBED_ASSIGN_OR_RETURN(Eigen::VectorXf b,
-                                ReadBias(weights, name + ".bias", h));
+                                weights.ReadVector(name + ".bias", h));
       qkv.middleRows(k * h, h) = w;
       qkv_bias.segment(k * h, h) = b;
     }
