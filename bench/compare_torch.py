@@ -27,9 +27,9 @@ Runtime), and timed with each peer at its best correct setting:
 All compute embedding lookup, the encoder and mean pooling. Rounds are
 interleaved (PyTorch, ONNX Runtime, ctxembed, twice) and the better median
 of each is kept. Reduced precision: each model again with "precision":
-"bf16" (ctxembed only; against ONNX Runtime in fp32), and the default model
-in fp32 and bf16 on the STS-B dev sentences (cosine to fp32, STS-B score;
-skipped without ../shared). Writes bench/results/encoders.md and .json.
+"bf16" and "int8" (ctxembed only; against ONNX Runtime in fp32), and the
+default model in fp32, bf16 and int8 on the STS-B dev sentences (cosine to
+fp32, STS-B score; skipped without ../shared). Writes bench/results/encoders.md and .json.
 
 Usage: bench/compare_torch.py [--quick] [--build build]
 """
@@ -287,13 +287,10 @@ def main():
                     enc.state_dict(), vocab=VOCAB)
                 if HAVE_ORT:
                     export_onnx(enc, model_dir + ".onnx")
-                # The same weights with "precision": "bf16".
-                shutil.copytree(model_dir, model_dir + "_bf16")
-                with open(os.path.join(model_dir, "config.json")) as f:
-                    config = json.load(f)
-                config["precision"] = "bf16"
-                with open(os.path.join(model_dir + "_bf16", "config.json"), "w") as f:
-                    json.dump(config, f)
+                # The same weights in each reduced precision.
+                for precision in REDUCED:
+                    with_precision(model_dir, model_dir + "_" + precision,
+                                   precision)
                 models[key] = (enc, model_dir)
                 levels = levels or ctxembed_levels(timer, model_dir)
             enc, model_dir = models[key]
@@ -312,7 +309,7 @@ def main():
                     o1 = time_ort(onnx_path, batch, tokens, min_s / 2, lengths)
                     o = o1 if o is None else min(o, o1)
                 runs = [(name, model_dir, level) for name, level in levels.items()]
-                runs.append(("bf16", model_dir + "_bf16", "auto"))
+                runs += [(p, model_dir + "_" + p, "auto") for p in REDUCED]
                 for name, directory, level in runs:
                     c1 = time_ctxembed(timer, directory, batch, tokens,
                                        min_s / 2, level, lengths)
@@ -330,22 +327,37 @@ def main():
                    "vs_ort": o * 1e3 / ms if o else None,
                    "ctxembed_gflops": f / (ms / 1e3) / 1e9,
                    "torch_gflops": f / t / 1e9}
-            row["bf16_ms"] = c["bf16"]["ms_per_batch"]
-            row["bf16_vs_ort"] = o * 1e3 / row["bf16_ms"] if o else None
+            for p in REDUCED:
+                row[p + "_ms"] = c[p]["ms_per_batch"]
+                row[p + "_vs_ort"] = o * 1e3 / row[p + "_ms"] if o else None
             if "v3" in c:
                 row["v3_ms"] = c["v3"]["ms_per_batch"]
                 row["v3_vs_ort"] = o * 1e3 / row["v3_ms"] if o else None
             rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
     sgemm.append(measure_sgemm_gflops())
-    write_report(rows, args, max(sgemm), bf16_quality(args.build))
+    write_report(rows, args, max(sgemm), reduced_quality(args.build))
 
 
-def bf16_quality(build_dir):
-    """The default model in fp32 and bf16 on the STS-B dev sentences (real
-    text), through ctxembed-cli --local: cosine of each sentence vector to
-    its fp32 one, and the STS-B dev Spearman of each. None without the
-    STS Benchmark (../shared)."""
+# The reduced precisions measured beside fp32 (config.json "precision").
+REDUCED = ("bf16", "int8")
+
+
+def with_precision(src, dst, precision):
+    """A copy of model directory `src` at `dst` with "precision" set."""
+    shutil.copytree(src, dst)
+    with open(os.path.join(src, "config.json")) as f:
+        config = json.load(f)
+    config["precision"] = precision
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(config, f)
+
+
+def reduced_quality(build_dir):
+    """The default model in fp32 and each reduced precision on the STS-B
+    dev sentences (real text), through ctxembed-cli --local: cosine of each
+    sentence vector to its fp32 one, and the STS-B dev Spearman of each.
+    None without the STS Benchmark (../shared)."""
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     from eval.evaluate import read_stsb, spearman
     try:
@@ -355,31 +367,30 @@ def bf16_quality(build_dir):
     import numpy as np
     cli = os.path.join(build_dir, "tools", "ctxembed-cli")
     texts = [p[0] for p in pairs] + [p[1] for p in pairs]
+    default = os.path.join(ROOT, "models", "default")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        bf16_dir = os.path.join(tmp, "default-bf16")
-        shutil.copytree(os.path.join(ROOT, "models", "default"), bf16_dir)
-        with open(os.path.join(bf16_dir, "config.json")) as f:
-            config = json.load(f)
-        config["precision"] = "bf16"
-        with open(os.path.join(bf16_dir, "config.json"), "w") as f:
-            json.dump(config, f)
-        for name, directory in (("fp32", os.path.join(ROOT, "models", "default")),
-                                ("bf16", bf16_dir)):
+        dirs = [("fp32", default)]
+        for precision in REDUCED:
+            dirs.append((precision, os.path.join(tmp, precision)))
+            with_precision(default, dirs[-1][1], precision)
+        for name, directory in dirs:
             r = subprocess.run([cli, "embed", "--local", "--model_dir=" + directory,
                                 "--normalize"], input="\n".join(texts) + "\n",
                                capture_output=True, text=True, check=True)
             out[name] = np.array([json.loads(l)["embedding"]
                                   for l in r.stdout.splitlines()])
-        out["model"] = config["name"]
+    with open(os.path.join(default, "config.json")) as f:
+        res = {"model": json.load(f)["name"], "sentences": len(texts)}
     n = len(pairs)
-    cos = (out["fp32"] * out["bf16"]).sum(1)
-    res = {"model": out["model"], "sentences": len(texts),
-           "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
-    for name in ("fp32", "bf16"):
+    for name in ("fp32",) + REDUCED:
         v = out[name]
         res[name + "_stsb"] = 100 * spearman((v[:n] * v[n:]).sum(1),
                                              [p[2] for p in pairs])
+        if name != "fp32":
+            cos = (out["fp32"] * v).sum(1)
+            res[name] = {"min_cosine": float(cos.min()),
+                         "mean_cosine": float(cos.mean())}
     return res
 
 
@@ -396,7 +407,7 @@ def write_report(rows, args, sgemm_gflops, quality):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "encoders.json"), "w") as f:
         json.dump({"sgemm_gflops": sgemm_gflops, "rows": rows,
-                   "bf16_quality": quality}, f, indent=1)
+                   "reduced_quality": quality}, f, indent=1)
     isa = rows[0]["isa"]
     has_v3 = "v3_ms" in rows[0]
     lines = [
@@ -448,46 +459,62 @@ def write_report(rows, args, sgemm_gflops, quality):
     lines += targets(rows, "vs_ort", "at %s" % isa, sgemm_gflops)
     if has_v3:
         lines += [""] + targets(rows, "v3_vs_ort", "at v3 (AVX2)", None)
-    lines += ["", "## Reduced precision: bf16 (`\"precision\": \"bf16\"` in config.json)",
-              "",
-              "Same weights as above, rounded to bfloat16%s; ONNX Runtime in "
-              "fp32 as above." % (
+    lines += ["", "## Reduced precision: bf16 and int8 (`\"precision\"` in "
+              "config.json)", "",
+              "Same weights as above; ONNX Runtime in fp32 as above. bf16: "
+              "weights rounded to bfloat16%s. int8: dynamic quantization "
+              "(int8 weights with a scale per row, each input column "
+              "quantized to uint8 as it arrives, exact int32 sums)%s." % (
                   ", multiplied by VDPBF16PS (this CPU has AVX512_BF16)"
                   if cpu_has_bf16() else
                   " and multiplied by the fp32 kernels (this CPU has no "
-                  "AVX512_BF16)"), "",
+                  "AVX512_BF16)",
+                  ", multiplied by VPDPBUSD (this CPU has AVX512_VNNI)"
+                  if cpu_has_flag("avx512_vnni") else
+                  " on the portable kernel (this CPU has no AVX512_VNNI: "
+                  "slower than fp32)"), "",
               "| rnn | input | layers | tokens | batch | ONNX Runtime fp32 ms | "
-              "ctxembed fp32 ms | ctxembed bf16 ms | bf16 vs fp32 | bf16 vs "
-              "ONNX Runtime |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "ctxembed fp32 ms | bf16 ms | bf16 vs fp32 | bf16 vs ONNX "
+              "Runtime | int8 ms | int8 vs fp32 | int8 vs ONNX Runtime |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| %s | %d | %d | %s | %d | %s | %.3f | %.3f | %.2fx | %s |" % (
-            r["kind"], r["input"], r["layers"],
-            "mixed " + r["tokens"] if r["mixed"] else r["tokens"], r["batch"],
-            "%.3f" % r["ort_ms"] if r["ort_ms"] else "-", r["ctxembed_ms"],
-            r["bf16_ms"], r["ctxembed_ms"] / r["bf16_ms"],
-            "%.2fx" % r["bf16_vs_ort"] if r["bf16_vs_ort"] else "-"))
+        cells = [r["kind"], "%d" % r["input"], "%d" % r["layers"],
+                 "mixed " + r["tokens"] if r["mixed"] else "%s" % r["tokens"],
+                 "%d" % r["batch"],
+                 "%.3f" % r["ort_ms"] if r["ort_ms"] else "-",
+                 "%.3f" % r["ctxembed_ms"]]
+        for p in REDUCED:
+            cells += ["%.3f" % r[p + "_ms"],
+                      "%.2fx" % (r["ctxembed_ms"] / r[p + "_ms"]),
+                      "%.2fx" % r[p + "_vs_ort"] if r[p + "_vs_ort"] else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if quality:
-        lines.append(
-            "Error on real sentences: the default model (`%s`) on the %d STS-B "
-            "dev sentences, bf16 against fp32: sentence-vector cosine min %.5f, "
-            "mean %.6f; STS-B dev Spearman x100 %.2f (fp32) vs %.2f (bf16)."
-            % (quality["model"], quality["sentences"], quality["min_cosine"],
-               quality["mean_cosine"], quality["fp32_stsb"], quality["bf16_stsb"]))
+        for p in REDUCED:
+            lines.append(
+                "Error on real sentences, %s: the default model (`%s`) on the %d "
+                "STS-B dev sentences against fp32: sentence-vector cosine min "
+                "%.5f, mean %.6f; STS-B dev Spearman x100 %.2f (fp32) vs %.2f "
+                "(%s)." % (p, quality["model"], quality["sentences"],
+                           quality[p]["min_cosine"], quality[p]["mean_cosine"],
+                           quality["fp32_stsb"], quality[p + "_stsb"], p))
+            lines.append("")
     else:
         lines.append("Error on real sentences: not measured (the STS Benchmark "
                      "in ../shared is missing).")
     if all(r["bf16_vs_ort"] for r in rows):
         b32 = [r for r in rows if r["kind"] == "lstm" and r["tokens"] == 16
                and r["batch"] == 32]
-        worst = min(r["bf16_vs_ort"] for r in b32)
-        ok_cos = quality and quality["min_cosine"] >= 0.999
-        lines += ["", "- bf16 target: batch 32 (LSTM, 16 tokens) at least 1.5x "
-                  "ONNX Runtime fp32: worst %.2fx (%s); sentence-vector cosine "
-                  ">= 0.999 to fp32: %s" % (
-                      worst, "met" if worst >= 1.5 else "NOT met",
-                      ("met (min %.5f)" % quality["min_cosine"]) if ok_cos else
-                      ("NOT met" if quality else "not measured"))]
+        for p in REDUCED:
+            worst = min(r[p + "_vs_ort"] for r in b32)
+            ok_cos = quality and quality[p]["min_cosine"] >= 0.999
+            lines += ["- %s target: batch 32 (LSTM, 16 tokens) at least 1.5x "
+                      "ONNX Runtime fp32: worst %.2fx (%s); sentence-vector "
+                      "cosine >= 0.999 to fp32: %s" % (
+                          p, worst, "met" if worst >= 1.5 else "NOT met",
+                          ("met (min %.5f)" % quality[p]["min_cosine"])
+                          if ok_cos else
+                          ("NOT met" if quality else "not measured"))]
     write_section(os.path.join(out_dir, "encoders.md"), None, lines)
 
 
@@ -510,10 +537,13 @@ def write_section(path, mark, lines):
         f.write(text)
 
 
-def cpu_has_bf16():
+def cpu_has_flag(flag):
     with open("/proc/cpuinfo") as f:
-        return any(l.startswith("flags") and "avx512_bf16" in l.split()
-                   for l in f)
+        return any(l.startswith("flags") and flag in l.split() for l in f)
+
+
+def cpu_has_bf16():
+    return cpu_has_flag("avx512_bf16")
 
 
 def cpu_level():

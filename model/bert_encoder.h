@@ -75,7 +75,7 @@ class BertEncoder {
   // `split` rows, the rest) for few columns, by columns for many.
   struct Dense {
     PackedMatrix weight;
-    int split = 0;  // 0: rows cannot be split (bf16 layout)
+    int split = 0;  // 0: rows are not split (an empty matrix)
     int rows = 0;
     Eigen::VectorXf bias;
   };

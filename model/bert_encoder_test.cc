@@ -80,6 +80,40 @@ TEST_F(SmallEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
   }
 }
 
+// bf16 weights (the opt-in "precision"): every token vector within cosine
+// 0.999 of fp32's, and a sentence's vectors still do not depend on its
+// batch, whether the dense layers split rows (few tokens) or columns.
+TEST_F(SmallEncoderTest, Bf16StaysCloseToFp32AndIndependentOfTheBatch) {
+  BertConfig c = SmallBertConfig();
+  c.precision = Precision::kBf16;
+  auto bf16 = BertEncoder::Create(c, *weights_);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  std::vector<int> lengths;
+  int total = 0;
+  for (int i = 0; total < 300; ++i) {
+    lengths.push_back(1 + (i * 5) % 23);
+    total += lengths.back();
+  }
+  const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, total);
+  const Eigen::MatrixXf fp32 = Encode(lengths, words);
+  const Eigen::MatrixXf low = Forward(**bf16, lengths, words);
+  ASSERT_TRUE(low.allFinite());
+  float worst = 1.0f;
+  for (int j = 0; j < total; ++j) {
+    worst =
+        std::min(worst, fp32.col(j).normalized().dot(low.col(j).normalized()));
+  }
+  EXPECT_GT(worst, 0.999f);
+  EXPECT_GT((low - fp32).cwiseAbs().maxCoeff(), 0.0f);  // bf16 did run
+  int off = 0;
+  for (int len : lengths) {
+    const Eigen::MatrixXf alone =
+        Forward(**bf16, {len}, words.middleCols(off, len));
+    EXPECT_LT((low.middleCols(off, len) - alone).cwiseAbs().maxCoeff(), 1e-5);
+    off += len;
+  }
+}
+
 TEST(BertEncoderTest, ErrorsNameTheTensor) {
   const BertConfig c = SmallBertConfig();
   const std::string bytes = SmallBertWeights(c, /*skip_last_norm=*/true);

@@ -52,6 +52,14 @@ bool CpuHasLevel(int level) {
   return false;
 }
 
+bool CpuHasVnni() {
+#if defined(__x86_64__)
+  return CpuHasLevel(4) && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 bool CpuHasBf16() {
 #if defined(__x86_64__)
   return CpuHasLevel(4) && __builtin_cpu_supports("avx512bf16");

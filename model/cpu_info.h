@@ -23,6 +23,9 @@ bool CpuHasLevel(int level);
 // True if this CPU supports x86-64-v4 and AVX512_BF16 (VDPBF16PS).
 bool CpuHasBf16();
 
+// True if this CPU supports x86-64-v4 and AVX512_VNNI (VPDPBUSD).
+bool CpuHasVnni();
+
 // True if this CPU can run what BuildIsa() names. This file is compiled for
 // the baseline, so calling it is safe on any x86-64 CPU.
 bool CpuRunsBuild();

@@ -301,6 +301,33 @@ absl::Status ReadModules(const std::string& dir, TowerConfig* tower) {
   return absl::OkStatus();
 }
 
+// ctxembed.json beside the Hugging Face files: serving options the
+// directory's own files cannot say. Keys: "precision" ("fp32", "bf16" or
+// "int8").
+absl::Status ReadServingOptions(const std::string& dir, ModelConfig* config,
+                                BertConfig* bert) {
+  const std::string file = dir + "/" + kServingOptionsFile;
+  CTXEMBED_ASSIGN_OR_RETURN(Json j, ReadOptionalJson(dir, kServingOptionsFile));
+  if (j.is_null()) return absl::OkStatus();
+  for (const auto& [key, value] : j.items()) {
+    if (key != "precision") {
+      return KeyError(file, key, "unknown (the keys are: precision)");
+    }
+  }
+  CTXEMBED_ASSIGN_OR_RETURN(
+      std::string name,
+      ReadString(j, file, "precision",
+                 std::string(PrecisionName(Precision::kFp32))));
+  const std::optional<Precision> precision = PrecisionFromName(name);
+  if (!precision) {
+    return KeyError(file, "precision",
+                    "expected \"fp32\", \"bf16\" or \"int8\"");
+  }
+  bert->precision = *precision;
+  config->precision = bert->precision;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsHuggingFaceConfig(absl::string_view config_json) {
@@ -375,6 +402,7 @@ absl::StatusOr<HuggingFaceModel> ReadHuggingFaceModel(
   tower.embedding.vocab = "vocab.txt";
   tower.embedding.unk_token = tokenizer_options.unk_token;
   CTXEMBED_RETURN_IF_ERROR(ReadModules(model_dir, &tower));
+  CTXEMBED_RETURN_IF_ERROR(ReadServingOptions(model_dir, &config, &bert));
   tower.transformer = bert;
   config.towers.emplace_back("enc0", std::move(tower));
   return hf;

@@ -21,6 +21,11 @@
 
 namespace ctxembed {
 
+// Optional, beside the Hugging Face files: ctxembed's serving options for
+// the directory, {"precision": "bf16"} or "int8" (default "fp32"; see Precision
+// in model/packed_matrix.h). Unknown keys are refused.
+inline constexpr char kServingOptionsFile[] = "ctxembed.json";
+
 // True if `config_json` (the text of DIR/config.json) is a Hugging Face
 // model configuration rather than ctxembed's.
 bool IsHuggingFaceConfig(absl::string_view config_json);

@@ -88,6 +88,33 @@ TEST(HfModelTest, LoadsASentenceTransformersDirectory) {
   }
 }
 
+TEST(HfModelTest, CtxembedJsonAsksForBf16Weights) {
+  TempDir dir;
+  const std::string d = WriteModel(dir, "m");
+  auto fp32 = Model::Load(d);
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  EXPECT_EQ((*fp32)->config().precision, Precision::kFp32);
+  dir.Write("m/ctxembed.json", R"({"precision": "bf16"})");
+  auto bf16 = Model::Load(d);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_EQ((*bf16)->config().precision, Precision::kBf16);
+  ASSERT_NE((*bf16)->tower(0).transformer(), nullptr);
+  EXPECT_EQ((*bf16)->tower(0).transformer()->config().precision,
+            Precision::kBf16);
+
+  std::vector<TokenList> sentences(2);
+  (*fp32)->tokenizer().Tokenize("the dogs bite the cafe", &sentences[0]);
+  (*fp32)->tokenizer().Tokenize("cafe", &sentences[1]);
+  TowerScratch scratch;
+  Eigen::MatrixXf a, b;
+  (*fp32)->tower(0).Embed(sentences, (*fp32)->pooling(), scratch, &a);
+  (*bf16)->tower(0).Embed(sentences, (*bf16)->pooling(), scratch, &b);
+  for (int j = 0; j < 2; ++j) {
+    EXPECT_GT(a.col(j).dot(b.col(j)), 0.999f);  // both normalized
+    EXPECT_NE(a.col(j), b.col(j));
+  }
+}
+
 TEST(HfModelTest, AVersionDirectoryIsNamedAfterItsParent) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() + "/minilm");
@@ -123,6 +150,10 @@ TEST(HfModelTest, RefusalsNameTheFileAndKey) {
        "sentence_transformers.models.Dense\" is not supported"},
       {"tokenizer.json", R"({"normalizer": {"type": "Sequence"}})",
        "type \"Sequence\" is not supported"},
+      {"ctxembed.json", R"({"precision": "fp16"})",
+       "expected \"fp32\", \"bf16\" or \"int8\""},
+      {"ctxembed.json", R"({"dtype": "bf16"})", "\"dtype\": unknown"},
+      {"ctxembed.json", "[]", "expected a JSON object"},
   };
   for (const Case& c : cases) {
     TempDir dir;

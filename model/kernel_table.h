@@ -65,10 +65,15 @@ struct KernelTable {
                              const float* gamma, const float* beta, float eps);
 };
 
-// The bf16 GEMM (AVX512_BF16): W stored as bfloat16, x rounded to bfloat16
-// as it is packed, products summed in fp32. Same contract as KernelTable's
-// gemm, in bytes.
-struct Bf16Gemm {
+// A reduced-precision GEMM (PackedMatrix's kBf16 and kInt8): W packed in
+// the kernel's own format (bfloat16 pairs, or int8 with a scale per row),
+// x converted as it is packed (rounded to bfloat16, or quantized to uint8
+// with a scale and zero point per column), products summed in fp32 (bf16)
+// or exactly in int32 (int8). Same contract as KernelTable's gemm, in bytes.
+struct ReducedGemm {
+  // Rows per packed panel: rows [p * panel_rows, ...) start at byte
+  // p * packed_bytes(1, cols), so whole panels can be multiplied alone.
+  int panel_rows;
   size_t (*packed_bytes)(int rows, int cols);
   void (*pack)(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride,
                int rows, int cols, void* dst);
@@ -90,8 +95,14 @@ extern const KernelTable kTable;
 namespace kernels_v4 {
 extern const KernelTable kTable;
 }
-namespace kernels_bf16 {
-extern const Bf16Gemm kGemm;
+namespace kernels_bf16 {  // AVX512_BF16
+extern const ReducedGemm kGemm;
+}
+namespace kernels_int8_vnni {  // AVX512_VNNI
+extern const ReducedGemm kGemm;
+}
+namespace kernels_int8_portable {  // any CPU (correct, not fast)
+extern const ReducedGemm kGemm;
 }
 
 }  // namespace ctxembed

@@ -50,11 +50,27 @@ absl::StatusOr<const KernelTable*> FindKernels(absl::string_view name) {
                    " kernels; it runs ", list));
 }
 
-const Bf16Gemm* Bf16GemmIfSupported() {
+const ReducedGemm* Bf16GemmIfSupported() {
 #if defined(CTXEMBED_KERNELS_X86_64)
   if (CpuHasBf16()) return &kernels_bf16::kGemm;
 #endif
   return nullptr;
+}
+
+bool Int8GemmIsVnni(const KernelTable& kernels) {
+#if defined(CTXEMBED_KERNELS_X86_64)
+  return absl::string_view(kernels.isa) == "v4" && CpuHasVnni();
+#else
+  (void)kernels;
+  return false;
+#endif
+}
+
+const ReducedGemm& Int8GemmFor(const KernelTable& kernels) {
+#if defined(CTXEMBED_KERNELS_X86_64)
+  if (Int8GemmIsVnni(kernels)) return kernels_int8_vnni::kGemm;
+#endif
+  return kernels_int8_portable::kGemm;
 }
 
 std::string KernelsLevelName(const KernelTable& kernels) {

@@ -33,7 +33,13 @@ std::string KernelsLevelName(const KernelTable& kernels);
 
 // The bf16 GEMM if this build has it and this CPU runs it (AVX512_BF16),
 // else null.
-const Bf16Gemm* Bf16GemmIfSupported();
+const ReducedGemm* Bf16GemmIfSupported();
+
+// The int8 GEMM to pair with `kernels`: AVX512_VNNI's with the v4 kernels on
+// a CPU that has it, else the portable one (so --cpu_isa=v3 tests it).
+const ReducedGemm& Int8GemmFor(const KernelTable& kernels);
+// True if Int8GemmFor(kernels) is the VNNI kernel.
+bool Int8GemmIsVnni(const KernelTable& kernels);
 
 // The table models use from now on ("auto" until set). Thread-safe; set it
 // before loading models.

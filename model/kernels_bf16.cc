@@ -1,4 +1,4 @@
-// The bf16 GEMM of model/kernel_table.h (Bf16Gemm): weights stored as
+// The bf16 GEMM of model/kernel_table.h (ReducedGemm): weights stored as
 // bfloat16, the right-hand side rounded to bfloat16 as it is packed, products
 // summed in fp32 by AVX512_BF16's VDPBF16PS. Compiled with
 // -march=x86-64-v4 -mavx512bf16 (model/CMakeLists.txt); kernels.cc uses it
@@ -202,8 +202,8 @@ void Gemm(const void* packed_void, int rows, int cols, const float* x,
 
 }  // namespace
 
-extern const Bf16Gemm kGemm;
-const Bf16Gemm kGemm = {PackedBytes, Pack, ScratchBytes, Gemm};
+extern const ReducedGemm kGemm;
+const ReducedGemm kGemm = {kPanel, PackedBytes, Pack, ScratchBytes, Gemm};
 
 }  // namespace kernels_bf16
 }  // namespace ctxembed

@@ -130,7 +130,8 @@ constexpr EnumNames<Activation> kActivations = {
     {"tanh", Activation::kTanh},
     {"sigmoid", Activation::kSigmoid}};
 constexpr EnumNames<Precision> kPrecisions = {{"fp32", Precision::kFp32},
-                                              {"bf16", Precision::kBf16}};
+                                              {"bf16", Precision::kBf16},
+                                              {"int8", Precision::kInt8}};
 constexpr EnumNames<ComparatorOutput> kComparatorOutputs = {
     {"identity", ComparatorOutput::kIdentity},
     {"sigmoid", ComparatorOutput::kSigmoid},
@@ -408,6 +409,12 @@ absl::string_view ActivationName(Activation activation) {
 }
 absl::string_view PrecisionName(Precision precision) {
   return NameOf(kPrecisions, precision);
+}
+std::optional<Precision> PrecisionFromName(absl::string_view name) {
+  for (const auto& [n, value] : kPrecisions) {
+    if (n == name) return value;
+  }
+  return std::nullopt;
 }
 absl::string_view ComparatorOutputName(ComparatorOutput output) {
   return NameOf(kComparatorOutputs, output);

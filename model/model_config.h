@@ -35,6 +35,8 @@ enum class ComparatorOutput { kIdentity, kSigmoid, kSoftmax };
 absl::string_view EmbeddingKindName(EmbeddingKind kind);
 absl::string_view ActivationName(Activation activation);
 absl::string_view PrecisionName(Precision precision);
+// "fp32", "bf16" or "int8"; nullopt for any other name.
+std::optional<Precision> PrecisionFromName(absl::string_view name);
 absl::string_view ComparatorOutputName(ComparatorOutput output);
 
 // The word-vector layer (key "embedding").

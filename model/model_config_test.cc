@@ -85,7 +85,7 @@ TEST(ModelConfigTest, PrecisionReachesEveryEncoderModule) {
       "config.json");
   EXPECT_THAT(bad.status().message(),
               HasSubstr("\"precision\": unknown precision \"fp16\"; known: "
-                        "fp32, bf16"));
+                        "fp32, bf16, int8"));
 }
 
 TEST(ModelConfigTest, DefaultsOptionalKeys) {

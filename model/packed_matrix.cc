@@ -15,23 +15,26 @@ float RoundToBf16(float x) {
 
 PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
                            Precision precision)
-    : rows_(w.rows()), cols_(w.cols()), kernels_(&kernels) {
+    : rows_(w.rows()),
+      cols_(w.cols()),
+      kernels_(&kernels),
+      precision_(precision) {
+  if (precision == Precision::kBf16) reduced_ = Bf16GemmIfSupported();
+  if (precision == Precision::kInt8) reduced_ = &Int8GemmFor(kernels);
+  if (reduced_ != nullptr) {
+    const size_t bytes = reduced_->packed_bytes(rows_, cols_);
+    packed_.resize((bytes + 3) / 4);
+    reduced_->pack(w.data(), 1, w.outerStride(), rows_, cols_, packed_.data());
+    return;
+  }
+  packed_.resize(kernels.packed_floats(rows_, cols_));
   if (precision == Precision::kBf16) {
-    bf16_ = Bf16GemmIfSupported();
-    if (bf16_ != nullptr) {
-      const size_t bytes = bf16_->packed_bytes(rows_, cols_);
-      packed_.resize((bytes + 3) / 4);
-      bf16_->pack(w.data(), 1, w.outerStride(), rows_, cols_, packed_.data());
-      return;
-    }
     // No AVX512_BF16: the same bf16 weights through the fp32 kernel.
     const Eigen::MatrixXf rounded = w.unaryExpr(&RoundToBf16);
-    packed_.resize(kernels.packed_floats(rows_, cols_));
     kernels.pack(rounded.data(), 1, rounded.outerStride(), rows_, cols_,
                  packed_.data());
     return;
   }
-  packed_.resize(kernels.packed_floats(rows_, cols_));
   // Column-major: element (r, c) at r + c * outerStride.
   kernels.pack(w.data(), 1, w.outerStride(), rows_, cols_, packed_.data());
 }
@@ -39,24 +42,12 @@ PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
 void PackedMatrix::MultiplyAdd(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                Eigen::Ref<Eigen::MatrixXf> out,
                                Eigen::VectorXf& rhs_scratch) const {
-  const Eigen::Index n = x.cols();
-  if (n == 0 || rows_ == 0 || cols_ == 0) return;
-  if (bf16_ != nullptr) {
-    const size_t need = (bf16_->scratch_bytes(cols_, n) + 3) / 4;
-    if (static_cast<size_t>(rhs_scratch.size()) < need)
-      rhs_scratch.resize(need);
-    bf16_->gemm(packed_.data(), rows_, cols_, x.data(), x.outerStride(), n,
-                out.data(), out.outerStride(), rhs_scratch.data());
-    return;
-  }
-  const size_t need = kernels_->gemm_scratch_floats(cols_, n);
-  if (static_cast<size_t>(rhs_scratch.size()) < need) rhs_scratch.resize(need);
-  kernels_->gemm(packed_.data(), rows_, cols_, x.data(), x.outerStride(), n,
-                 out.data(), out.outerStride(), rhs_scratch.data());
+  MultiplyAddRows(0, static_cast<int>(rows_), x, out, rhs_scratch);
 }
 
 int PackedMatrix::row_alignment() const {
-  if (bf16_ != nullptr || cols_ == 0) return 0;
+  if (cols_ == 0) return 0;
+  if (reduced_ != nullptr) return reduced_->panel_rows;
   return static_cast<int>(kernels_->packed_floats(1, static_cast<int>(cols_)) /
                           cols_);
 }
@@ -67,12 +58,25 @@ void PackedMatrix::MultiplyAddRows(int first, int count,
                                    Eigen::VectorXf& rhs_scratch) const {
   const Eigen::Index n = x.cols();
   if (n == 0 || count == 0 || cols_ == 0) return;
-  const size_t need = kernels_->gemm_scratch_floats(cols_, n);
+  const int cols = static_cast<int>(cols_);
+  if (reduced_ != nullptr) {
+    const size_t need = (reduced_->scratch_bytes(cols, n) + 3) / 4;
+    if (static_cast<size_t>(rhs_scratch.size()) < need)
+      rhs_scratch.resize(need);
+    // Panel p starts at byte p * packed_bytes(1, cols).
+    const size_t offset = static_cast<size_t>(first / reduced_->panel_rows) *
+                          reduced_->packed_bytes(1, cols);
+    reduced_->gemm(reinterpret_cast<const char*>(packed_.data()) + offset,
+                   count, cols, x.data(), x.outerStride(), n, out.data(),
+                   out.outerStride(), rhs_scratch.data());
+    return;
+  }
+  const size_t need = kernels_->gemm_scratch_floats(cols, n);
   if (static_cast<size_t>(rhs_scratch.size()) < need) rhs_scratch.resize(need);
   // Panel p starts at p * panel * cols: rows [first, ...) start at
   // first * cols.
   kernels_->gemm(packed_.data() + static_cast<size_t>(first) * cols_, count,
-                 cols_, x.data(), x.outerStride(), n, out.data(),
+                 cols, x.data(), x.outerStride(), n, out.data(),
                  out.outerStride(), rhs_scratch.data());
 }
 

@@ -16,9 +16,15 @@ namespace ctxembed {
 //   kBf16: weights rounded to bfloat16; with AVX512_BF16 the right-hand
 //     side is rounded too and VDPBF16PS sums the products in fp32 (half
 //     the weight memory, twice the multiply rate); without it the rounded
-//     weights are multiplied by the fp32 kernel. State and accumulation
-//     stay fp32 either way.
-enum class Precision { kFp32, kBf16 };
+//     weights are multiplied by the fp32 kernel.
+//   kInt8: dynamic quantization (PyTorch's quantize_dynamic, ONNX Runtime's
+//     DynamicQuantizeMatMul): weights int8 with a scale per row, each
+//     right-hand-side column quantized to uint8 as it is multiplied, exact
+//     int32 sums (a quarter of the weight memory; AVX512_VNNI's VPDPBUSD
+//     with the v4 kernels, portable code otherwise: correct, slower than
+//     fp32).
+//   State, activations and accumulation outside the product stay fp32.
+enum class Precision { kFp32, kBf16, kInt8 };
 
 // fp32 -> the nearest bfloat16, returned as fp32.
 float RoundToBf16(float x);
@@ -37,7 +43,9 @@ class PackedMatrix {
   Eigen::Index cols() const { return cols_; }
   const KernelTable& kernels() const { return *kernels_; }
   // True if MultiplyAdd runs the bf16 kernel (AVX512_BF16).
-  bool uses_bf16_kernel() const { return bf16_ != nullptr; }
+  bool uses_bf16_kernel() const {
+    return precision_ == Precision::kBf16 && reduced_ != nullptr;
+  }
 
   // out += W * x, where x is [cols x n] and out is [rows x n], both
   // column-major with contiguous columns. `rhs_scratch` holds the packed x;
@@ -46,8 +54,8 @@ class PackedMatrix {
                    Eigen::Ref<Eigen::MatrixXf> out,
                    Eigen::VectorXf& rhs_scratch) const;
 
-  // Rows of the packed layout's panels (fp32), or 0 when rows cannot be
-  // taken apart (the bf16 kernel's layout).
+  // Rows of the packed layout's panels (MultiplyAddRows starts on a multiple
+  // of it); 0 for an empty matrix.
   int row_alignment() const;
   // out += W[first, first + count) * x: `out` has `count` rows; `first` a
   // multiple of row_alignment(), and first + count <= rows().
@@ -59,7 +67,9 @@ class PackedMatrix {
  private:
   Eigen::Index rows_ = 0, cols_ = 0;
   const KernelTable* kernels_ = nullptr;
-  const Bf16Gemm* bf16_ = nullptr;  // set: packed_ holds bf16 pairs
+  Precision precision_ = Precision::kFp32;
+  // Set: packed_ is this kernel's (bf16 or int8); null: kernels_'s.
+  const ReducedGemm* reduced_ = nullptr;
   std::vector<float> packed_;
 };
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 
 namespace ctxembed {
 namespace {
@@ -80,6 +82,99 @@ TEST(PackedMatrixTest, RowRangesEqualTheirPartOfTheProduct) {
       packed.MultiplyAddRows(first, count, x, out, scratch);
       const Eigen::MatrixXf want = w.middleRows(first, count) * x;
       EXPECT_LE((out - want).cwiseAbs().maxCoeff(), 1e-4f) << k->isa;
+    }
+  }
+}
+
+TEST(PackedMatrixTest, Bf16RowRangesEqualTheirPartOfTheWholeProduct) {
+  // Whole panels of the bf16 layout multiplied alone give exactly the rows
+  // the whole product gives (same kernel, same order of sums).
+  const Eigen::MatrixXf w = Eigen::MatrixXf::Random(150, 37);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(37, 29);
+  const PackedMatrix packed(w, DefaultKernels(), Precision::kBf16);
+  const int align = packed.row_alignment();
+  ASSERT_GT(align, 0);
+  Eigen::VectorXf scratch;
+  Eigen::MatrixXf whole = Eigen::MatrixXf::Zero(150, 29);
+  packed.MultiplyAdd(x, whole, scratch);
+  for (int first = 0; first < 150; first += align) {
+    const int count = std::min(150 - first, align + 3);
+    Eigen::MatrixXf out = Eigen::MatrixXf::Zero(count, 29);
+    packed.MultiplyAddRows(first, count, x, out, scratch);
+    EXPECT_EQ(out, whole.middleRows(first, count)) << first;
+  }
+}
+
+// The int8 scheme written out in double: W per row symmetric (127 / max),
+// x per column asymmetric uint8 over [min(0, lo), max(0, hi)].
+Eigen::MatrixXd Int8Reference(const Eigen::MatrixXf& w,
+                              const Eigen::MatrixXf& x) {
+  Eigen::MatrixXd wq(w.rows(), w.cols()), xq(x.rows(), x.cols());
+  Eigen::VectorXd ws(w.rows()), xs(x.cols()), xz(x.cols());
+  for (int r = 0; r < w.rows(); ++r) {
+    const float amax = w.row(r).cwiseAbs().maxCoeff();
+    ws(r) = amax / 127.0f;
+    for (int c = 0; c < w.cols(); ++c) {
+      wq(r, c) = amax > 0 ? std::nearbyint(w(r, c) * (127.0f / amax)) : 0;
+    }
+  }
+  for (int j = 0; j < x.cols(); ++j) {
+    const float lo = std::min(0.0f, x.col(j).minCoeff());
+    const float hi = std::max(0.0f, x.col(j).maxCoeff());
+    const float inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+    xs(j) = hi > lo ? (hi - lo) / 255.0f : 0.0f;
+    xz(j) = std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f);
+    for (int k = 0; k < x.rows(); ++k) {
+      xq(k, j) = std::clamp(std::nearbyint(x(k, j) * inv) + xz(j), 0.0, 255.0);
+    }
+  }
+  Eigen::MatrixXd out =
+      wq * (xq - Eigen::VectorXd::Ones(x.rows()) * xz.transpose());
+  return ws.asDiagonal() * out * xs.asDiagonal();
+}
+
+TEST(PackedMatrixTest, Int8FollowsTheDynamicQuantizationScheme) {
+  // Both int8 kernels (VNNI with the v4 table where the CPU has it, the
+  // portable one with every other table), whole and by row ranges.
+  for (const KernelTable* k : SupportedKernels()) {
+    for (const auto& [rows, depth, n] : {std::tuple{1, 1, 1},
+                                         {33, 7, 5},
+                                         {100, 37, 29},
+                                         {64, 300, 13},
+                                         {150, 1536, 40}}) {
+      const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, depth);
+      Eigen::MatrixXf x = Eigen::MatrixXf::Random(depth, n);
+      x.col(0).setZero();                         // a column of zeros: scale 0
+      if (n > 1) x.col(1) = x.col(1).cwiseAbs();  // no negative value
+      const PackedMatrix packed(w, *k, Precision::kInt8);
+      EXPECT_FALSE(packed.uses_bf16_kernel());
+      const Eigen::MatrixXf bias = Eigen::MatrixXf::Random(rows, n);
+      Eigen::MatrixXf out = bias;
+      Eigen::VectorXf scratch;
+      packed.MultiplyAdd(x, out, scratch);
+      const Eigen::MatrixXd want = Int8Reference(w, x);
+      const double err = (out.cast<double>() - bias.cast<double>() - want)
+                             .cwiseAbs()
+                             .maxCoeff();
+      EXPECT_LE(err, 1e-5 * std::max(1.0, want.cwiseAbs().maxCoeff()))
+          << k->isa << " " << rows << "x" << depth << " * " << n;
+      // And the quantization error itself stays small against fp32.
+      const Eigen::MatrixXf exact = w * x;
+      EXPECT_LE((out - bias - exact).cwiseAbs().maxCoeff(),
+                0.02 * std::sqrt(depth) + 1e-6)
+          << k->isa << " " << rows << "x" << depth;
+      const int align = packed.row_alignment();
+      ASSERT_GT(align, 0);
+      for (int first = 0; first < rows; first += align) {
+        const int count = std::min(rows - first, align + 3);
+        Eigen::MatrixXf part = Eigen::MatrixXf::Zero(count, n);
+        packed.MultiplyAddRows(first, count, x, part, scratch);
+        EXPECT_LE((part - (out - bias).middleRows(first, count))
+                      .cwiseAbs()
+                      .maxCoeff(),
+                  1e-5f)
+            << k->isa << " rows from " << first;
+      }
     }
   }
 }

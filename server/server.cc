@@ -63,6 +63,25 @@ absl::Status ValidateOptions(const EmbeddingServer::Options& o) {
   return absl::OkStatus();
 }
 
+// The load log's note on a reduced-precision model: what runs it here.
+const char* PrecisionNote(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+      return "";
+    case Precision::kBf16:
+      return Bf16GemmIfSupported() != nullptr
+                 ? "; bf16 weights, bf16 kernel (AVX512_BF16)"
+                 : "; bf16 weights on the fp32 kernel (this CPU has no "
+                   "AVX512_BF16)";
+    case Precision::kInt8:
+      return Int8GemmIsVnni(DefaultKernels())
+                 ? "; int8 weights, int8 kernel (AVX512_VNNI)"
+                 : "; int8 weights on the portable int8 kernel (no "
+                   "AVX512_VNNI at this --cpu_isa level: slower than fp32)";
+  }
+  return "";
+}
+
 }  // namespace
 
 EmbeddingServer::EmbeddingServer(const Options& options,
@@ -264,12 +283,7 @@ absl::StatusOr<Servable> EmbeddingServer::LoadVersion(const std::string& dir,
           ": ", model->architecture(), ", dim ", model->dim(), ", ",
           model->word_vectors().vocab_size(), " words (",
           model->word_vectors().format(), "), in ", seconds, " s",
-          model->config().precision == Precision::kBf16
-              ? (Bf16GemmIfSupported() != nullptr
-                     ? "; bf16 weights, bf16 kernel (AVX512_BF16)"
-                     : "; bf16 weights on the fp32 kernel (this CPU has no "
-                       "AVX512_BF16)")
-              : "");
+          PrecisionNote(model->config().precision));
   return servable;
 }
 

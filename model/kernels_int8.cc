@@ -1,0 +1,328 @@
+// The int8 GEMM of model/kernel_table.h (ReducedGemm), the scheme of
+// PyTorch's quantize_dynamic and ONNX Runtime's DynamicQuantizeMatMul:
+// weights quantized once per row, symmetric int8 (scale = max |w| / 127);
+// each column of the right-hand side quantized when it arrives, asymmetric
+// uint8 (scale = range / 255, range including 0, and a zero point);
+// products summed exactly in int32; then
+//   out[r][j] += scale_r * scale_j * (sum_k q_w[r][k] q_x[k][j]
+//                                     - zero_j * sum_k q_w[r][k]).
+// Compiled twice (model/CMakeLists.txt): with AVX512_VNNI (VPDPBUSD: four
+// uint8 x int8 products summed into each int32 lane) as kernels_int8_vnni,
+// and portable C++ at the build's level as kernels_int8_portable, for CPUs
+// without it (correct, not fast). The integer sums are exact, so the two
+// agree but for the float rounding of the last line. Same isolation rules as
+// kernels_isa.cc: internal linkage only, no inline code shared with other
+// objects.
+#include <cstddef>
+#include <cstdint>
+
+#include "model/kernel_table.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define CTXEMBED_INT8_VNNI 1
+#endif
+
+namespace ctxembed {
+namespace CTXEMBED_INT8_NS {
+namespace {
+
+constexpr int kLanes = 16;            // int32 sums per 512-bit register
+constexpr int kMv = 2;                // registers of rows per panel
+constexpr int kPanel = kLanes * kMv;  // rows per panel
+constexpr int kNr = 12;               // columns per micro-kernel
+constexpr ptrdiff_t kRhsChunkWords = (128 << 10) / 4;
+
+int Quads(int cols) { return (cols + 3) / 4; }
+
+// Packed W, panel after panel; panel p holds rows [p * kPanel, ...): for
+// each quad of columns (4k .. 4k + 3), kPanel 32-bit words, each the four
+// int8 values of one row (lowest byte: column 4k); then kPanel floats (the
+// rows' scales) and kPanel int32 (the sums of each row's int8 values). Zero
+// past the last row and column.
+ptrdiff_t PanelWords(int cols) {
+  return static_cast<ptrdiff_t>(Quads(cols)) * kPanel + 2 * kPanel;
+}
+
+size_t PackedBytes(int rows, int cols) {
+  const size_t panels = (static_cast<size_t>(rows) + kPanel - 1) / kPanel;
+  return panels * PanelWords(cols) * 4;
+}
+
+// Round to nearest, ties to even, as the int8 schemes do (rint in the
+// default rounding mode; an instruction from SSE4.1 on).
+int RoundToInt(float v) { return static_cast<int>(__builtin_rintf(v)); }
+
+void Pack(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride, int rows,
+          int cols, void* dst) {
+  uint32_t* out = static_cast<uint32_t*>(dst);
+  const int quads = Quads(cols);
+  for (int r0 = 0; r0 < rows; r0 += kPanel) {
+    uint32_t* panel = out + (r0 / kPanel) * PanelWords(cols);
+    float* scales = reinterpret_cast<float*>(panel + quads * kPanel);
+    int32_t* sums = reinterpret_cast<int32_t*>(scales + kPanel);
+    for (int i = 0; i < kPanel; ++i) {
+      const int r = r0 + i;
+      float amax = 0.0f;
+      for (int c = 0; r < rows && c < cols; ++c) {
+        const float v = w[r * row_stride + c * col_stride];
+        const float a = v < 0 ? -v : v;
+        if (a > amax) amax = a;
+      }
+      const float scale = amax / 127.0f;
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      int32_t sum = 0;
+      for (int k = 0; k < quads; ++k) {
+        uint32_t word = 0;
+        for (int b = 0; b < 4; ++b) {
+          const int c = 4 * k + b;
+          int q = 0;
+          if (r < rows && c < cols) {
+            q = RoundToInt(w[r * row_stride + c * col_stride] * inv);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+          }
+          sum += q;
+          word |= static_cast<uint32_t>(static_cast<uint8_t>(q)) << (8 * b);
+        }
+        panel[k * kPanel + i] = word;
+      }
+      scales[i] = scale;
+      sums[i] = sum;
+    }
+  }
+}
+
+ptrdiff_t ChunkColumns(int cols, int n) {
+  ptrdiff_t chunk = kRhsChunkWords / Quads(cols > 0 ? cols : 1) / kNr * kNr;
+  if (chunk < kNr) chunk = kNr;
+  return chunk < n ? chunk : n;
+}
+
+// The chunk's quantized columns (quads of uint8, grouped by kNr columns as
+// the micro-kernel reads them), then its columns' scales and zero points.
+size_t ScratchBytes(int cols, int n) {
+  const ptrdiff_t chunk = ChunkColumns(cols, n);
+  const ptrdiff_t padded = (chunk + kNr - 1) / kNr * kNr;
+  return static_cast<size_t>(padded * Quads(cols) + 2 * padded) * 4;
+}
+
+// Column x (cols floats) -> uint8, the range [min(0, lo), max(0, hi)] onto
+// 0..255 (so 0 is exact), written as quads: quad k (values 4k .. 4k + 3,
+// lowest byte first, 0 past the end) at q[k * stride]. Returns the scale
+// and zero point (0 and 0 for a column of zeros).
+void QuantizeColumn(const float* x, int cols, uint32_t* q, ptrdiff_t stride,
+                    float* scale, int32_t* zero) {
+  float lo = 0.0f, hi = 0.0f;
+  for (int k = 0; k < cols; ++k) {
+    lo = x[k] < lo ? x[k] : lo;
+    hi = x[k] > hi ? x[k] : hi;
+  }
+  const float inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
+  int z = RoundToInt(-lo * inv);
+  z = z < 0 ? 0 : z > 255 ? 255 : z;
+  for (int k = 0; k < Quads(cols); ++k) {
+    uint32_t word = 0;
+    for (int b = 0; b < 4; ++b) {
+      const int c = 4 * k + b;
+      int v = 0;
+      if (c < cols) {
+        v = RoundToInt(x[c] * inv) + z;
+        v = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+      word |= static_cast<uint32_t>(v) << (8 * b);
+    }
+    q[k * stride] = word;
+  }
+  *scale = hi > lo ? (hi - lo) / 255.0f : 0.0f;
+  *zero = z;
+}
+
+#if defined(CTXEMBED_INT8_VNNI)
+
+// int32 -> float lanes (_mm512_cvtepi32_ps trips GCC 12's
+// -Wuninitialized inside its header).
+inline __m512 Int32ToFloat(__m512i v) {
+  return reinterpret_cast<__m512>(
+      __builtin_convertvector(reinterpret_cast<__v16si>(v), __v16sf));
+}
+
+template <int P, int NR>
+inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
+                        const uint32_t* __restrict xs, int quads,
+                        const float* __restrict col_scale,
+                        const int32_t* __restrict col_zero,
+                        float* __restrict out, ptrdiff_t ldo, int rows) {
+  __m512i acc[P][NR][kMv];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 16
+      for (int m = 0; m < kMv; ++m) acc[p][j][m] = _mm512_setzero_si512();
+  for (int k = 0; k < quads; ++k) {
+    __m512i w[P][kMv];
+#pragma GCC unroll 16
+    for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+      for (int m = 0; m < kMv; ++m)
+        w[p][m] =
+            _mm512_loadu_si512(a + p * panel_stride + k * kPanel + m * kLanes);
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(xs[k * NR + j]));
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p)
+#pragma GCC unroll 16
+        for (int m = 0; m < kMv; ++m)
+          acc[p][j][m] = _mm512_dpbusd_epi32(acc[p][j][m], x, w[p][m]);
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    const uint32_t* panel = a + p * panel_stride;
+    const float* scales =
+        reinterpret_cast<const float*>(panel + quads * kPanel);
+    const int32_t* sums = reinterpret_cast<const int32_t*>(scales + kPanel);
+    for (int m = 0; m < kMv; ++m) {
+      const int first = p * kPanel + m * kLanes;
+      if (first >= rows) break;
+      const __mmask16 mask =
+          rows - first >= kLanes
+              ? static_cast<__mmask16>(0xFFFF)
+              : static_cast<__mmask16>((1u << (rows - first)) - 1);
+      const __m512 scale = _mm512_loadu_ps(scales + m * kLanes);
+      const __m512i sum = _mm512_loadu_si512(sums + m * kLanes);
+      for (int j = 0; j < NR; ++j) {
+        const __m512i corrected = _mm512_sub_epi32(
+            acc[p][j][m],
+            _mm512_mullo_epi32(_mm512_set1_epi32(col_zero[j]), sum));
+        const __m512 factor =
+            _mm512_mul_ps(scale, _mm512_set1_ps(col_scale[j]));
+        float* o = out + j * ldo + first;
+        _mm512_mask_storeu_ps(o, mask,
+                              _mm512_fmadd_ps(Int32ToFloat(corrected), factor,
+                                              _mm512_maskz_loadu_ps(mask, o)));
+      }
+    }
+  }
+}
+
+#else  // portable
+
+template <int P, int NR>
+inline void MicroKernel(const uint32_t* a, ptrdiff_t panel_stride,
+                        const uint32_t* xs, int quads, const float* col_scale,
+                        const int32_t* col_zero, float* out, ptrdiff_t ldo,
+                        int rows) {
+  for (int p = 0; p < P; ++p) {
+    const uint32_t* panel = a + p * panel_stride;
+    const float* scales =
+        reinterpret_cast<const float*>(panel + quads * kPanel);
+    const int32_t* sums = reinterpret_cast<const int32_t*>(scales + kPanel);
+    for (int j = 0; j < NR; ++j) {
+      int32_t acc[kPanel] = {};
+      for (int k = 0; k < quads; ++k) {
+        const uint32_t x = xs[k * NR + j];
+        const int32_t x0 = x & 0xFF, x1 = (x >> 8) & 0xFF,
+                      x2 = (x >> 16) & 0xFF, x3 = x >> 24;
+        const uint32_t* wk = panel + k * kPanel;
+        for (int i = 0; i < kPanel; ++i) {
+          const uint32_t w = wk[i];
+          acc[i] += x0 * static_cast<int8_t>(w & 0xFF) +
+                    x1 * static_cast<int8_t>((w >> 8) & 0xFF) +
+                    x2 * static_cast<int8_t>((w >> 16) & 0xFF) +
+                    x3 * static_cast<int8_t>(w >> 24);
+        }
+      }
+      const int limit = rows - p * kPanel < kPanel ? rows - p * kPanel : kPanel;
+      float* o = out + j * ldo + p * kPanel;
+      for (int i = 0; i < limit; ++i) {
+        const float factor = scales[i] * col_scale[j];
+        o[i] += static_cast<float>(acc[i] - col_zero[j] * sums[i]) * factor;
+      }
+    }
+  }
+}
+
+#endif
+
+template <int NR>
+void Group(const uint32_t* packed, int rows, int cols, const uint32_t* xs,
+           const float* col_scale, const int32_t* col_zero, float* out,
+           ptrdiff_t ldo) {
+  constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
+  const ptrdiff_t stride = PanelWords(cols);
+  int r0 = 0;
+  for (; r0 + kP * kPanel <= rows; r0 += kP * kPanel) {
+    MicroKernel<kP, NR>(packed + (r0 / kPanel) * stride, stride, xs,
+                        Quads(cols), col_scale, col_zero, out + r0, ldo,
+                        kP * kPanel);
+  }
+  for (; r0 < rows; r0 += kPanel) {
+    const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
+    MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, Quads(cols),
+                       col_scale, col_zero, out + r0, ldo, left);
+  }
+}
+
+void GroupOfWidth(int nr, const uint32_t* packed, int rows, int cols,
+                  const uint32_t* xs, const float* col_scale,
+                  const int32_t* col_zero, float* out, ptrdiff_t ldo) {
+  switch (nr) {
+#define CTXEMBED_INT8_CASE(N) \
+  case N:                     \
+    return Group<N>(packed, rows, cols, xs, col_scale, col_zero, out, ldo);
+    CTXEMBED_INT8_CASE(1)
+    CTXEMBED_INT8_CASE(2)
+    CTXEMBED_INT8_CASE(3)
+    CTXEMBED_INT8_CASE(4)
+    CTXEMBED_INT8_CASE(5)
+    CTXEMBED_INT8_CASE(6)
+    CTXEMBED_INT8_CASE(7)
+    CTXEMBED_INT8_CASE(8)
+    CTXEMBED_INT8_CASE(9)
+    CTXEMBED_INT8_CASE(10)
+    CTXEMBED_INT8_CASE(11)
+    CTXEMBED_INT8_CASE(12)
+#undef CTXEMBED_INT8_CASE
+  }
+}
+
+void Gemm(const void* packed_void, int rows, int cols, const float* x,
+          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, void* scratch) {
+  if (rows <= 0 || cols <= 0 || n <= 0) return;
+  const uint32_t* packed = static_cast<const uint32_t*>(packed_void);
+  const int quads = Quads(cols);
+  const ptrdiff_t chunk = ChunkColumns(cols, n);
+  const ptrdiff_t padded = (chunk + kNr - 1) / kNr * kNr;
+  uint32_t* words = static_cast<uint32_t*>(scratch);
+  float* col_scale = reinterpret_cast<float*>(words + padded * quads);
+  int32_t* col_zero = reinterpret_cast<int32_t*>(col_scale + padded);
+  for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
+    const int width = static_cast<int>(n - j0 < chunk ? n - j0 : chunk);
+    // Quantize the chunk's columns, laid out group by group.
+    uint32_t* dst = words;
+    for (int g = 0; g < width; g += kNr) {
+      const int nr = width - g < kNr ? width - g : kNr;
+      for (int j = 0; j < nr; ++j) {
+        QuantizeColumn(x + (j0 + g + j) * ldx, cols, dst + j, nr,
+                       &col_scale[g + j], &col_zero[g + j]);
+      }
+      dst += static_cast<ptrdiff_t>(nr) * quads;
+    }
+    const uint32_t* xs = words;
+    for (int g = 0; g < width; g += kNr) {
+      const int nr = width - g < kNr ? width - g : kNr;
+      GroupOfWidth(nr, packed, rows, cols, xs, col_scale + g, col_zero + g,
+                   out + (j0 + g) * ldo, ldo);
+      xs += static_cast<ptrdiff_t>(nr) * quads;
+    }
+  }
+}
+
+}  // namespace
+
+extern const ReducedGemm kGemm;
+const ReducedGemm kGemm = {kPanel, PackedBytes, Pack, ScratchBytes, Gemm};
+
+}  // namespace CTXEMBED_INT8_NS
+}  // namespace ctxembed
