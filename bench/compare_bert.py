@@ -12,7 +12,10 @@ it looks up):
     batch with the attention mask for mixed lengths;
   - ONNX Runtime (onnxruntime-node, bench/ort/time_ort.js: 2 intra-op
     threads, all graph optimizations) on the same module exported with
-    torch.onnx.export (opset 14), ids and mask inputs;
+    torch.onnx.export (opset 14), ids and mask inputs; and, with
+    python3-onnx, the same graph quantized to int8 as ONNX Runtime's
+    quantize_dynamic does it (bench/ort/quantize_dynamic.py), the peer of
+    ctxembed's int8;
   - ctxembed (build/bench/encoder_timer on the sentence-transformers
     directory) at the kernel level it picks (--cpu_isa=auto), in fp32 and,
     from the same directory with a ctxembed.json of {"precision": "bf16"}
@@ -43,6 +46,12 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import bert_reference  # noqa: E402
 import compare_torch  # noqa: E402
+
+try:  # python3-onnx: ONNX Runtime's int8 model (bench/ort/quantize_dynamic.py)
+    sys.path.insert(0, os.path.join(ROOT, "bench", "ort"))
+    import quantize_dynamic  # noqa: E402
+except ImportError:
+    quantize_dynamic = None
 
 ROUNDS = 3  # interleaved; this machine's run-to-run noise is 10-30%
 SHAPE = dict(hidden=384, layers=6, heads=12, intermediate=1536,
@@ -121,6 +130,10 @@ def main():
                                   dynamic_axes={"ids": {0: "b", 1: "t"},
                                                 "mask": {0: "b", 1: "t"},
                                                 "vectors": {0: "b"}})
+        ort_int8 = None
+        if compare_torch.HAVE_ORT and quantize_dynamic:
+            ort_int8 = os.path.join(tmp, "minilm-shape-int8.onnx")
+            quantize_dynamic.quantize(onnx_path, ort_int8)
         low_dirs = {}
         for p in compare_torch.REDUCED:
             low_dirs[p] = model_dir + "-" + p
@@ -128,9 +141,11 @@ def main():
             with open(os.path.join(low_dirs[p], "ctxembed.json"), "w") as f:
                 json.dump({"precision": p}, f)
         quality = reduced_quality(args.build, model_dir, low_dirs, vocab)
+        if ort_int8:
+            quality["ort_int8"] = ort_int8_quality(onnx_path, ort_int8)
         print(json.dumps(quality), flush=True)
         for tokens, batch, lengths in cases():
-            t = o = c = None
+            t = o = c = oq = None
             low = {}
             for _ in range(ROUNDS):
                 t1 = time_torch(module, batch, tokens, lengths, min_s / 2)
@@ -139,6 +154,10 @@ def main():
                     o1 = compare_torch.time_ort(onnx_path, batch, tokens,
                                                 min_s / 2, lengths)
                     o = o1 if o is None else min(o, o1)
+                if ort_int8:
+                    q1 = compare_torch.time_ort(ort_int8, batch, tokens,
+                                                min_s / 2, lengths)
+                    oq = q1 if oq is None else min(oq, q1)
                 c1 = compare_torch.time_ctxembed(timer, model_dir, batch, tokens,
                                                  min_s / 2, "auto", lengths)
                 if c is None or c1["ms_per_batch"] < c["ms_per_batch"]:
@@ -155,7 +174,8 @@ def main():
                    "ctxembed_ms": ms, "ctxembed_sps": batch / ms * 1e3,
                    "ctxembed_gflops": c["gflops"],
                    "vs_torch": t * 1e3 / ms,
-                   "vs_ort": o * 1e3 / ms if o else None}
+                   "vs_ort": o * 1e3 / ms if o else None,
+                   "ort_int8_ms": oq * 1e3 if oq else None}
             for p, low_ms in low.items():
                 row[p + "_ms"] = low_ms
                 row[p + "_vs_fp32"] = ms / low_ms
@@ -164,6 +184,24 @@ def main():
             print(json.dumps(row), flush=True)
     sgemm.append(compare_torch.measure_sgemm_gflops())
     write_report(rows, args, max(sgemm), quality)
+
+
+def ort_int8_quality(fp32_path, int8_path):
+    """ONNX Runtime's int8 model against its fp32 one on the mixed-length
+    batch of 32: cosine of each sentence vector."""
+    import numpy as np
+    tokens, batch, lengths = cases()[-1]
+    out = []
+    for path in (fp32_path, int8_path):
+        r = subprocess.run(["node", compare_torch.ORT_TIMER, path, str(batch),
+                            str(tokens), "0", "2", ",".join(map(str, lengths))],
+                           capture_output=True, text=True, check=True,
+                           env=dict(os.environ, ORT_PRINT_OUTPUT="1"))
+        out.append(np.array(json.loads(r.stdout)["output"]).reshape(batch, -1))
+    a, b = out
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return {"sentences": batch, "min_cosine": float(cos.min()),
+            "mean_cosine": float(cos.mean())}
 
 
 def reduced_quality(build_dir, fp32_dir, low_dirs, vocab):
@@ -246,8 +284,9 @@ def write_report(rows, args, sgemm_gflops, quality):
                   "portable kernel, slower than fp32"), "",
               "| tokens | batch | ONNX Runtime fp32 ms | ctxembed fp32 ms | "
               "bf16 ms | bf16 vs fp32 | bf16 vs ONNX Runtime | int8 ms | int8 "
-              "vs fp32 | int8 vs ONNX Runtime |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "vs fp32 | int8 vs ONNX Runtime | ONNX Runtime int8 ms | int8 vs "
+              "ONNX Runtime int8 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [str(r["tokens"]), "%d" % r["batch"],
                  "%.2f" % r["ort_ms"] if r["ort_ms"] else "-",
@@ -255,12 +294,25 @@ def write_report(rows, args, sgemm_gflops, quality):
         for p in compare_torch.REDUCED:
             cells += ["%.2f" % r[p + "_ms"], "%.2fx" % r[p + "_vs_fp32"],
                       "%.2fx" % r[p + "_vs_ort"] if r[p + "_vs_ort"] else "-"]
+        q = r["ort_int8_ms"]
+        cells += ["%.2f" % q if q else "-",
+                  "%.2fx" % (q / r["int8_ms"]) if q else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + ["Sentence-vector cosine to fp32 on %d sentences of 1-126 "
-                     "words, %s: min %.5f, mean %.6f." % (
+                     "words, %s: min %.6f, mean %.6f." % (
                          quality["sentences"], p, quality[p]["min_cosine"],
                          quality[p]["mean_cosine"])
                      for p in compare_torch.REDUCED]
+    if "ort_int8" in quality:
+        lines += ["ONNX Runtime int8 (`bench/ort/quantize_dynamic.py`: the "
+                  "MatMuls with constant weights as its quantize_dynamic writes "
+                  "them, per-channel int8 weights, inputs quantized per tensor), "
+                  "against its fp32 on the mixed-length batch: cosine min %.6f, "
+                  "mean %.6f." % (quality["ort_int8"]["min_cosine"],
+                                  quality["ort_int8"]["mean_cosine"])]
+    else:
+        lines += ["ONNX Runtime int8: not measured (needs python3-onnx and "
+                  "onnxruntime-node)."]
 
     def worst(key, batch):
         return min(r[key] for r in rows

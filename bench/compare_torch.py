@@ -494,7 +494,7 @@ def write_report(rows, args, sgemm_gflops, quality):
             lines.append(
                 "Error on real sentences, %s: the default model (`%s`) on the %d "
                 "STS-B dev sentences against fp32: sentence-vector cosine min "
-                "%.5f, mean %.6f; STS-B dev Spearman x100 %.2f (fp32) vs %.2f "
+                "%.6f, mean %.6f; STS-B dev Spearman x100 %.2f (fp32) vs %.2f "
                 "(%s)." % (p, quality["model"], quality["sentences"],
                            quality[p]["min_cosine"], quality[p]["mean_cosine"],
                            quality["fp32_stsb"], quality[p + "_stsb"], p))
@@ -512,7 +512,7 @@ def write_report(rows, args, sgemm_gflops, quality):
                       "ONNX Runtime fp32: worst %.2fx (%s); sentence-vector "
                       "cosine >= 0.999 to fp32: %s" % (
                           p, worst, "met" if worst >= 1.5 else "NOT met",
-                          ("met (min %.5f)" % quality[p]["min_cosine"])
+                          ("met (min %.6f)" % quality[p]["min_cosine"])
                           if ok_cos else
                           ("NOT met" if quality else "not measured"))]
     write_section(os.path.join(out_dir, "encoders.md"), None, lines)
