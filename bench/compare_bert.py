@@ -330,6 +330,13 @@ def write_report(rows, args, sgemm_gflops, quality):
                       p, verdict(worst(p + "_vs_ort", 32), 1.2),
                       verdict(worst(p + "_vs_ort", 1), 1.3))
                   for p in compare_torch.REDUCED]
+        if all(r["ort_int8_ms"] for r in rows):
+            for r in rows:
+                r["int8_vs_ort_int8"] = r["ort_int8_ms"] / r["int8_ms"]
+            lines += ["- Targets at equal precision, int8 against ONNX Runtime "
+                      "int8: batch 32 worst %s; batch 1 worst %s." % (
+                          verdict(worst("int8_vs_ort_int8", 32), 1.2),
+                          verdict(worst("int8_vs_ort_int8", 1), 1.3))]
         lines += ["- Where ONNX Runtime itself runs near the sgemm ceiling, "
                   "1.2x of it in fp32 would need more than the machine's fp32 "
                   "rate; ctxembed's fp32 lead comes from no padding (the "
