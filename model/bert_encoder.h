@@ -35,6 +35,8 @@ struct BertConfig {
   double layer_norm_eps = 1e-12;
   // Tensor name prefix: "" or "bert." (the prefix of BertFor* models).
   std::string prefix;
+  // The dense layers' weights (ctxembed.json "precision"); attention,
+  // LayerNorm and GELU stay fp32.
   Precision precision = Precision::kFp32;
 };
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "model/bert_test_util.h"
 #include "model/model.h"
 #include "model/test_data.h"
@@ -88,30 +89,31 @@ TEST(HfModelTest, LoadsASentenceTransformersDirectory) {
   }
 }
 
-TEST(HfModelTest, CtxembedJsonAsksForBf16Weights) {
+TEST(HfModelTest, CtxembedJsonAsksForReducedPrecision) {
   TempDir dir;
   const std::string d = WriteModel(dir, "m");
   auto fp32 = Model::Load(d);
   ASSERT_TRUE(fp32.ok()) << fp32.status();
   EXPECT_EQ((*fp32)->config().precision, Precision::kFp32);
-  dir.Write("m/ctxembed.json", R"({"precision": "bf16"})");
-  auto bf16 = Model::Load(d);
-  ASSERT_TRUE(bf16.ok()) << bf16.status();
-  EXPECT_EQ((*bf16)->config().precision, Precision::kBf16);
-  ASSERT_NE((*bf16)->tower(0).transformer(), nullptr);
-  EXPECT_EQ((*bf16)->tower(0).transformer()->config().precision,
-            Precision::kBf16);
-
   std::vector<TokenList> sentences(2);
   (*fp32)->tokenizer().Tokenize("the dogs bite the cafe", &sentences[0]);
   (*fp32)->tokenizer().Tokenize("cafe", &sentences[1]);
   TowerScratch scratch;
   Eigen::MatrixXf a, b;
   (*fp32)->tower(0).Embed(sentences, (*fp32)->pooling(), scratch, &a);
-  (*bf16)->tower(0).Embed(sentences, (*bf16)->pooling(), scratch, &b);
-  for (int j = 0; j < 2; ++j) {
-    EXPECT_GT(a.col(j).dot(b.col(j)), 0.999f);  // both normalized
-    EXPECT_NE(a.col(j), b.col(j));
+  for (const Precision precision : {Precision::kBf16, Precision::kInt8}) {
+    dir.Write("m/ctxembed.json", absl::StrCat(R"({"precision": ")",
+                                              PrecisionName(precision), "\"}"));
+    auto low = Model::Load(d);
+    ASSERT_TRUE(low.ok()) << low.status();
+    EXPECT_EQ((*low)->config().precision, precision);
+    ASSERT_NE((*low)->tower(0).transformer(), nullptr);
+    EXPECT_EQ((*low)->tower(0).transformer()->config().precision, precision);
+    (*low)->tower(0).Embed(sentences, (*low)->pooling(), scratch, &b);
+    for (int j = 0; j < 2; ++j) {
+      EXPECT_GT(a.col(j).dot(b.col(j)), 0.999f);  // both normalized
+      EXPECT_NE(a.col(j), b.col(j));
+    }
   }
 }
 

@@ -1,9 +1,11 @@
 // The int8 GEMM of model/kernel_table.h (ReducedGemm), the scheme of
-// PyTorch's quantize_dynamic and ONNX Runtime's DynamicQuantizeMatMul:
+// PyTorch's quantize_dynamic and ONNX Runtime's DynamicQuantizeMatMul with
+// the activations' scale per column (token) rather than per tensor:
 // weights quantized once per row, symmetric int8 (scale = max |w| / 127);
 // each column of the right-hand side quantized when it arrives, asymmetric
 // uint8 (scale = range / 255, range including 0, and a zero point);
-// products summed exactly in int32; then
+// products summed exactly in int32 (depth up to 65536: PackedMatrix keeps
+// deeper matrices in fp32); then
 //   out[r][j] += scale_r * scale_j * (sum_k q_w[r][k] q_x[k][j]
 //                                     - zero_j * sum_k q_w[r][k]).
 // Compiled twice (model/CMakeLists.txt): with AVX512_VNNI (VPDPBUSD: four
@@ -12,7 +14,8 @@
 // without it (correct, not fast). The integer sums are exact, so the two
 // agree but for the float rounding of the last line. Same isolation rules as
 // kernels_isa.cc: internal linkage only, no inline code shared with other
-// objects.
+// objects; so its blocking and driver (Group, GroupOfWidth, Gemm) mirror
+// kernels_bf16.cc's on purpose.
 #include <cstddef>
 #include <cstdint>
 

@@ -104,8 +104,10 @@ struct ModelConfig {
   // dual encoder (key "towers").
   std::vector<std::pair<std::string, TowerConfig>> towers;
   std::optional<ComparatorConfig> comparator;
-  // "precision": "fp32" (default) or "bf16", the recurrent weights' (see
-  // Precision); also set in every tower's RecurrentConfig.
+  // "precision": "fp32" (default), "bf16" or "int8": how the encoder's
+  // weight matrices are stored and multiplied (see Precision); also set in
+  // every tower's RecurrentConfig (and, for a Hugging Face directory, from
+  // its ctxembed.json, in its BertConfig).
   Precision precision = Precision::kFp32;
   // "matryoshka_dimensions": the shorter lengths the model was trained to
   // keep meaning when its vectors are cut to them (Matryoshka

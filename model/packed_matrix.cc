@@ -20,7 +20,12 @@ PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
       kernels_(&kernels),
       precision_(precision) {
   if (precision == Precision::kBf16) reduced_ = Bf16GemmIfSupported();
-  if (precision == Precision::kInt8) reduced_ = &Int8GemmFor(kernels);
+  // int8 sums stay exact in int32 up to this depth (255 * 127 * depth <
+  // 2^31); deeper matrices (none in practice) keep fp32.
+  constexpr Eigen::Index kInt8MaxDepth = 65536;
+  if (precision == Precision::kInt8 && cols_ <= kInt8MaxDepth) {
+    reduced_ = &Int8GemmFor(kernels);
+  }
   if (reduced_ != nullptr) {
     const size_t bytes = reduced_->packed_bytes(rows_, cols_);
     packed_.resize((bytes + 3) / 4);

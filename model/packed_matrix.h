@@ -17,8 +17,8 @@ namespace ctxembed {
 //     side is rounded too and VDPBF16PS sums the products in fp32 (half
 //     the weight memory, twice the multiply rate); without it the rounded
 //     weights are multiplied by the fp32 kernel.
-//   kInt8: dynamic quantization (PyTorch's quantize_dynamic, ONNX Runtime's
-//     DynamicQuantizeMatMul): weights int8 with a scale per row, each
+//   kInt8: dynamic quantization (as PyTorch's quantize_dynamic and ONNX
+//     Runtime's DynamicQuantizeMatMul): weights int8 with a scale per row, each
 //     right-hand-side column quantized to uint8 as it is multiplied, exact
 //     int32 sums (a quarter of the weight memory; AVX512_VNNI's VPDPBUSD
 //     with the v4 kernels, portable code otherwise: correct, slower than
