@@ -471,8 +471,8 @@ def write_report(rows, args, sgemm_gflops, quality):
                   "AVX512_BF16)",
                   ", multiplied by VPDPBUSD (this CPU has AVX512_VNNI)"
                   if cpu_has_flag("avx512_vnni") else
-                  " on the portable kernel (this CPU has no AVX512_VNNI: "
-                  "slower than fp32)"), "",
+                  " with the int8-rounded weights on the fp32 kernels (this "
+                  "CPU has no AVX512_VNNI)"), "",
               "| rnn | input | layers | tokens | batch | ONNX Runtime fp32 ms | "
               "ctxembed fp32 ms | bf16 ms | bf16 vs fp32 | bf16 vs ONNX "
               "Runtime | int8 ms | int8 vs fp32 | int8 vs ONNX Runtime |",

@@ -98,10 +98,7 @@ extern const KernelTable kTable;
 namespace kernels_bf16 {  // AVX512_BF16
 extern const ReducedGemm kGemm;
 }
-namespace kernels_int8_vnni {  // AVX512_VNNI
-extern const ReducedGemm kGemm;
-}
-namespace kernels_int8_portable {  // any CPU (correct, not fast)
+namespace kernels_int8 {  // AVX512_VNNI
 extern const ReducedGemm kGemm;
 }
 

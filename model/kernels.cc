@@ -57,20 +57,14 @@ const ReducedGemm* Bf16GemmIfSupported() {
   return nullptr;
 }
 
-bool Int8GemmIsVnni(const KernelTable& kernels) {
+const ReducedGemm* Int8GemmIfSupported(const KernelTable& kernels) {
 #if defined(CTXEMBED_KERNELS_X86_64)
-  return absl::string_view(kernels.isa) == "v4" && CpuHasVnni();
-#else
+  if (absl::string_view(kernels.isa) == "v4" && CpuHasVnni()) {
+    return &kernels_int8::kGemm;
+  }
+#endif
   (void)kernels;
-  return false;
-#endif
-}
-
-const ReducedGemm& Int8GemmFor(const KernelTable& kernels) {
-#if defined(CTXEMBED_KERNELS_X86_64)
-  if (Int8GemmIsVnni(kernels)) return kernels_int8_vnni::kGemm;
-#endif
-  return kernels_int8_portable::kGemm;
+  return nullptr;
 }
 
 std::string KernelsLevelName(const KernelTable& kernels) {

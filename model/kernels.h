@@ -35,11 +35,10 @@ std::string KernelsLevelName(const KernelTable& kernels);
 // else null.
 const ReducedGemm* Bf16GemmIfSupported();
 
-// The int8 GEMM to pair with `kernels`: AVX512_VNNI's with the v4 kernels on
-// a CPU that has it, else the portable one (so --cpu_isa=v3 tests it).
-const ReducedGemm& Int8GemmFor(const KernelTable& kernels);
-// True if Int8GemmFor(kernels) is the VNNI kernel.
-bool Int8GemmIsVnni(const KernelTable& kernels);
+// The int8 GEMM (AVX512_VNNI) to pair with `kernels` if this build has it,
+// `kernels` are the v4 ones and this CPU has AVX512_VNNI, else null (so
+// --cpu_isa=v3 tests the fallback).
+const ReducedGemm* Int8GemmIfSupported(const KernelTable& kernels);
 
 // The table models use from now on ("auto" until set). Thread-safe; set it
 // before loading models.

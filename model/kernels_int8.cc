@@ -8,20 +8,18 @@
 // deeper matrices in fp32); then
 //   out[r][j] += scale_r * scale_j * (sum_k q_w[r][k] q_x[k][j]
 //                                     - zero_j * sum_k q_w[r][k]).
-// Compiled twice (model/CMakeLists.txt): with AVX512_VNNI (VPDPBUSD: four
-// uint8 x int8 products summed into each int32 lane) as kernels_int8_vnni,
-// and portable C++ at the build's level as kernels_int8_portable, for CPUs
-// without it (correct, not fast). The integer sums are exact, so the two
-// agree but for the float rounding of the last line. Same isolation rules as
-// kernels_isa.cc: internal linkage only, no inline code shared with other
-// objects; so its blocking and driver (Group, GroupOfWidth, Gemm) mirror
-// kernels_bf16.cc's on purpose.
+// Compiled with -march=x86-64-v4 -mavx512vnni (model/CMakeLists.txt) for
+// AVX512_VNNI's VPDPBUSD (four uint8 x int8 products summed into each int32
+// lane); kernels.cc uses it only with the v4 kernels on CPUs that report
+// avx512vnni (elsewhere PackedMatrix runs the int8-rounded weights on the
+// fp32 kernels). Same isolation rules as kernels_isa.cc: internal linkage
+// only, no inline code shared with other objects; so its blocking and driver
+// (Group, GroupOfWidth, Gemm) mirror kernels_bf16.cc's on purpose.
 #include <cstddef>
 #include <cstdint>
 
 #include "model/kernel_table.h"
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn
 // about it once inlined (GCC bug 105593, fixed in GCC 13).
 #if !defined(__clang__)
@@ -29,11 +27,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
-#define CTXEMBED_INT8_VNNI 1
-#endif
 
 namespace ctxembed {
-namespace CTXEMBED_INT8_NS {
+namespace kernels_int8 {
 namespace {
 
 constexpr int kLanes = 16;            // int32 sums per 512-bit register
@@ -119,10 +115,7 @@ size_t ScratchBytes(int cols, int n) {
 // 0..255 (so 0 is exact), written as quads: quad k (values 4k .. 4k + 3,
 // lowest byte first, 0 past the end) at q[k * stride]. Returns the scale
 // and zero point (0 and 0 for a column of zeros).
-#if defined(CTXEMBED_INT8_VNNI)
-
-// (With AVX-512, 16 values at a time: cvtps rounds to nearest even, as rint
-// does, so both builds give the same bytes.)
+// 16 values at a time; cvtps rounds to nearest even, as RoundToInt does.
 void QuantizeColumn(const float* x, int cols, uint32_t* q, ptrdiff_t stride,
                     float* scale, int32_t* zero) {
   __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
@@ -160,39 +153,6 @@ void QuantizeColumn(const float* x, int cols, uint32_t* q, ptrdiff_t stride,
   *scale = hi > lo ? (hi - lo) / 255.0f : 0.0f;
   *zero = z;
 }
-
-#else
-
-void QuantizeColumn(const float* x, int cols, uint32_t* q, ptrdiff_t stride,
-                    float* scale, int32_t* zero) {
-  float lo = 0.0f, hi = 0.0f;
-  for (int k = 0; k < cols; ++k) {
-    lo = x[k] < lo ? x[k] : lo;
-    hi = x[k] > hi ? x[k] : hi;
-  }
-  const float inv = hi > lo ? 255.0f / (hi - lo) : 0.0f;
-  int z = RoundToInt(-lo * inv);
-  z = z < 0 ? 0 : z > 255 ? 255 : z;
-  for (int k = 0; k < Quads(cols); ++k) {
-    uint32_t word = 0;
-    for (int b = 0; b < 4; ++b) {
-      const int c = 4 * k + b;
-      int v = 0;
-      if (c < cols) {
-        v = RoundToInt(x[c] * inv) + z;
-        v = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
-      word |= static_cast<uint32_t>(v) << (8 * b);
-    }
-    q[k * stride] = word;
-  }
-  *scale = hi > lo ? (hi - lo) / 255.0f : 0.0f;
-  *zero = z;
-}
-
-#endif  // CTXEMBED_INT8_VNNI
-
-#if defined(CTXEMBED_INT8_VNNI)
 
 // acc += the four uint8 x int8 products of each lane of u and s
 // (VPDPBUSD). Written as inline assembly that accumulates in place: with the
@@ -263,45 +223,6 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
     }
   }
 }
-
-#else  // portable
-
-template <int P, int NR>
-inline void MicroKernel(const uint32_t* a, ptrdiff_t panel_stride,
-                        const uint32_t* xs, int quads, const float* col_scale,
-                        const int32_t* col_zero, float* out, ptrdiff_t ldo,
-                        int rows) {
-  for (int p = 0; p < P; ++p) {
-    const uint32_t* panel = a + p * panel_stride;
-    const float* scales =
-        reinterpret_cast<const float*>(panel + quads * kPanel);
-    const int32_t* sums = reinterpret_cast<const int32_t*>(scales + kPanel);
-    for (int j = 0; j < NR; ++j) {
-      int32_t acc[kPanel] = {};
-      for (int k = 0; k < quads; ++k) {
-        const uint32_t x = xs[k * NR + j];
-        const int32_t x0 = x & 0xFF, x1 = (x >> 8) & 0xFF,
-                      x2 = (x >> 16) & 0xFF, x3 = x >> 24;
-        const uint32_t* wk = panel + k * kPanel;
-        for (int i = 0; i < kPanel; ++i) {
-          const uint32_t w = wk[i];
-          acc[i] += x0 * static_cast<int8_t>(w & 0xFF) +
-                    x1 * static_cast<int8_t>((w >> 8) & 0xFF) +
-                    x2 * static_cast<int8_t>((w >> 16) & 0xFF) +
-                    x3 * static_cast<int8_t>(w >> 24);
-        }
-      }
-      const int limit = rows - p * kPanel < kPanel ? rows - p * kPanel : kPanel;
-      float* o = out + j * ldo + p * kPanel;
-      for (int i = 0; i < limit; ++i) {
-        const float factor = scales[i] * col_scale[j];
-        o[i] += static_cast<float>(acc[i] - col_zero[j] * sums[i]) * factor;
-      }
-    }
-  }
-}
-
-#endif
 
 template <int NR>
 void Group(const uint32_t* packed, int rows, int cols, const uint32_t* xs,
@@ -382,5 +303,5 @@ void Gemm(const void* packed_void, int rows, int cols, const float* x,
 extern const ReducedGemm kGemm;
 const ReducedGemm kGemm = {kPanel, PackedBytes, Pack, ScratchBytes, Gemm};
 
-}  // namespace CTXEMBED_INT8_NS
+}  // namespace kernels_int8
 }  // namespace ctxembed

@@ -1,5 +1,7 @@
 #include "model/packed_matrix.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -13,6 +15,20 @@ float RoundToBf16(float x) {
   return x;
 }
 
+Eigen::MatrixXf RoundToInt8Rows(const Eigen::MatrixXf& w) {
+  Eigen::MatrixXf out(w.rows(), w.cols());
+  for (Eigen::Index r = 0; r < w.rows(); ++r) {
+    const float amax = w.cols() > 0 ? w.row(r).cwiseAbs().maxCoeff() : 0.0f;
+    const float scale = amax / 127.0f;
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    for (Eigen::Index c = 0; c < w.cols(); ++c) {
+      out(r, c) =
+          std::clamp(std::nearbyint(w(r, c) * inv), -127.0f, 127.0f) * scale;
+    }
+  }
+  return out;
+}
+
 PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
                            Precision precision)
     : rows_(w.rows()),
@@ -20,11 +36,11 @@ PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
       kernels_(&kernels),
       precision_(precision) {
   if (precision == Precision::kBf16) reduced_ = Bf16GemmIfSupported();
-  // int8 sums stay exact in int32 up to this depth (255 * 127 * depth <
-  // 2^31); deeper matrices (none in practice) keep fp32.
+  // The int8 kernel's sums stay exact in int32 up to this depth (255 * 127
+  // * depth < 2^31); deeper matrices (none in practice) take the fallback.
   constexpr Eigen::Index kInt8MaxDepth = 65536;
   if (precision == Precision::kInt8 && cols_ <= kInt8MaxDepth) {
-    reduced_ = &Int8GemmFor(kernels);
+    reduced_ = Int8GemmIfSupported(kernels);
   }
   if (reduced_ != nullptr) {
     const size_t bytes = reduced_->packed_bytes(rows_, cols_);
@@ -33,9 +49,12 @@ PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
     return;
   }
   packed_.resize(kernels.packed_floats(rows_, cols_));
-  if (precision == Precision::kBf16) {
-    // No AVX512_BF16: the same bf16 weights through the fp32 kernel.
-    const Eigen::MatrixXf rounded = w.unaryExpr(&RoundToBf16);
+  if (precision != Precision::kFp32) {
+    // No bf16 or int8 kernel here: the same rounded weights through the
+    // fp32 kernel.
+    const Eigen::MatrixXf rounded = precision == Precision::kBf16
+                                        ? w.unaryExpr(&RoundToBf16).eval()
+                                        : RoundToInt8Rows(w);
     kernels.pack(rounded.data(), 1, rounded.outerStride(), rows_, cols_,
                  packed_.data());
     return;

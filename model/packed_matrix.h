@@ -18,16 +18,21 @@ namespace ctxembed {
 //     the weight memory, twice the multiply rate); without it the rounded
 //     weights are multiplied by the fp32 kernel.
 //   kInt8: dynamic quantization (as PyTorch's quantize_dynamic and ONNX
-//     Runtime's DynamicQuantizeMatMul): weights int8 with a scale per row, each
-//     right-hand-side column quantized to uint8 as it is multiplied, exact
-//     int32 sums (a quarter of the weight memory; AVX512_VNNI's VPDPBUSD
-//     with the v4 kernels, portable code otherwise: correct, slower than
-//     fp32).
+//     Runtime's DynamicQuantizeMatMul): weights int8 with a scale per row;
+//     with the v4 kernels on a CPU with AVX512_VNNI each right-hand-side
+//     column is quantized to uint8 as it is multiplied and VPDPBUSD sums
+//     exactly in int32 (a quarter of the weight memory, four times the
+//     multiply rate); elsewhere the int8-rounded weights are multiplied by
+//     the fp32 kernel.
 //   State, activations and accumulation outside the product stay fp32.
 enum class Precision { kFp32, kBf16, kInt8 };
 
 // fp32 -> the nearest bfloat16, returned as fp32.
 float RoundToBf16(float x);
+
+// Each row of w rounded to int8 steps of max |row| / 127 (symmetric),
+// returned as fp32: the weights kInt8 multiplies.
+Eigen::MatrixXf RoundToInt8Rows(const Eigen::MatrixXf& w);
 
 // Immutable after construction; thread-safe (MultiplyAdd's scratch is the
 // caller's). Keeps the kernel it was packed for: the packed layout is that
@@ -45,6 +50,10 @@ class PackedMatrix {
   // True if MultiplyAdd runs the bf16 kernel (AVX512_BF16).
   bool uses_bf16_kernel() const {
     return precision_ == Precision::kBf16 && reduced_ != nullptr;
+  }
+  // True if MultiplyAdd runs the int8 kernel (AVX512_VNNI).
+  bool uses_int8_kernel() const {
+    return precision_ == Precision::kInt8 && reduced_ != nullptr;
   }
 
   // out += W * x, where x is [cols x n] and out is [rows x n], both

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "model/cpu_info.h"
+
 namespace ctxembed {
 namespace {
 
@@ -134,8 +136,10 @@ Eigen::MatrixXd Int8Reference(const Eigen::MatrixXf& w,
 }
 
 TEST(PackedMatrixTest, Int8FollowsTheDynamicQuantizationScheme) {
-  // Both int8 kernels (VNNI with the v4 table where the CPU has it, the
-  // portable one with every other table), whole and by row ranges.
+  // The int8 kernel (VNNI, with the v4 table where the CPU has it) against
+  // the scheme written out; every other table multiplies the int8-rounded
+  // weights in fp32. Whole and by row ranges.
+  bool kernel_ran = false;
   for (const KernelTable* k : SupportedKernels()) {
     for (const auto& [rows, depth, n] : {std::tuple{1, 1, 1},
                                          {33, 7, 5},
@@ -148,11 +152,16 @@ TEST(PackedMatrixTest, Int8FollowsTheDynamicQuantizationScheme) {
       if (n > 1) x.col(1) = x.col(1).cwiseAbs();  // no negative value
       const PackedMatrix packed(w, *k, Precision::kInt8);
       EXPECT_FALSE(packed.uses_bf16_kernel());
+      EXPECT_EQ(packed.uses_int8_kernel(), Int8GemmIfSupported(*k) != nullptr);
+      kernel_ran |= packed.uses_int8_kernel();
       const Eigen::MatrixXf bias = Eigen::MatrixXf::Random(rows, n);
       Eigen::MatrixXf out = bias;
       Eigen::VectorXf scratch;
       packed.MultiplyAdd(x, out, scratch);
-      const Eigen::MatrixXd want = Int8Reference(w, x);
+      const Eigen::MatrixXd want =
+          packed.uses_int8_kernel()
+              ? Int8Reference(w, x)
+              : (RoundToInt8Rows(w).cast<double>() * x.cast<double>()).eval();
       const double err = (out.cast<double>() - bias.cast<double>() - want)
                              .cwiseAbs()
                              .maxCoeff();
@@ -177,6 +186,19 @@ TEST(PackedMatrixTest, Int8FollowsTheDynamicQuantizationScheme) {
       }
     }
   }
+  // On a CPU with AVX512_VNNI the kernel itself was checked.
+  EXPECT_EQ(kernel_ran, CpuHasVnni());
+}
+
+TEST(PackedMatrixTest, RoundToInt8RowsUsesOneStepPerRow) {
+  Eigen::MatrixXf w(2, 4);
+  w << 1.27f, -0.5f, 0.004f, 0.0f,  //
+      0.0f, 0.0f, 0.0f, 0.0f;
+  const Eigen::MatrixXf r = RoundToInt8Rows(w);
+  EXPECT_FLOAT_EQ(r(0, 0), 1.27f);        // 127 steps of 0.01
+  EXPECT_FLOAT_EQ(r(0, 1), -50 * 0.01f);  // exactly -50 steps
+  EXPECT_FLOAT_EQ(r(0, 2), 0.0f);         // under half a step
+  EXPECT_EQ(r.row(1), w.row(1));          // a row of zeros stays zero
 }
 
 TEST(PackedMatrixTest, RoundToBf16RoundsToNearestEven) {

@@ -74,10 +74,10 @@ const char* PrecisionNote(Precision precision) {
                  : "; bf16 weights on the fp32 kernel (this CPU has no "
                    "AVX512_BF16)";
     case Precision::kInt8:
-      return Int8GemmIsVnni(DefaultKernels())
+      return Int8GemmIfSupported(DefaultKernels()) != nullptr
                  ? "; int8 weights, int8 kernel (AVX512_VNNI)"
-                 : "; int8 weights on the portable int8 kernel (no "
-                   "AVX512_VNNI at this --cpu_isa level: slower than fp32)";
+                 : "; int8 weights on the fp32 kernel (no AVX512_VNNI at "
+                   "this --cpu_isa level)";
   }
   return "";
 }

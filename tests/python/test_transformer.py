@@ -144,8 +144,8 @@ class SmallModelsTest(unittest.TestCase):
         """{"precision": "bf16"} or "int8" in ctxembed.json beside the
         model's files: logged, vectors within cosine 0.999 of the fp32
         reference (not equal to it: the reduced path did run), on every
-        kernel level (int8: VNNI with v4 where the CPU has it, the portable
-        kernel below)."""
+        kernel level (the bf16 and int8 kernels where the CPU has them, the
+        rounded weights on the fp32 kernels elsewhere)."""
         model, pooling, normalize = self.models["st-mean"]
         for precision in ("bf16", "int8"):
             d = os.path.join(self.tmp, "st-mean-" + precision)
