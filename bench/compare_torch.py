@@ -29,7 +29,8 @@ interleaved (PyTorch, ONNX Runtime, ctxembed, twice) and the better median
 of each is kept. Reduced precision: each model again with "precision":
 "bf16" and "int8" (ctxembed only; against ONNX Runtime in fp32), and the
 default model in fp32, bf16 and int8 on the STS-B dev sentences (cosine to
-fp32, STS-B score; skipped without ../shared). Writes bench/results/encoders.md and .json.
+fp32, STS-B score; skipped without ../shared). Writes
+bench/results/encoders.md and .json.
 
 Usage: bench/compare_torch.py [--quick] [--build build]
 """
