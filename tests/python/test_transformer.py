@@ -119,24 +119,26 @@ class SmallModelsTest(unittest.TestCase):
                     self.assertLess(max_diff([list(alone.embeddings[0].values)],
                                              pooled[i:i + 1]), TOL)
 
+    def served_and_reference(self, server, variant):
+        """SENTENCES' vectors from `server`'s only model, and the PyTorch
+        reference of `variant` on the word pieces the server used."""
+        model, pooling, normalize = self.models[variant]
+        request = embedder_pb2.EmbedRequest(inputs=SENTENCES, truncate=True)
+        tokens = server.stub.EmbedTokens(request, timeout=30)
+        id_lists = [ids_of(self.vocab_ids, r.tokens) for r in tokens.results]
+        _, pooled = bert_reference.encode(model, id_lists, pooling, normalize)
+        got = server.stub.Embed(request, timeout=30)
+        return torch.tensor([list(e.values) for e in got.embeddings]), pooled
+
     def test_every_kernel_level_matches_the_reference(self):
-        model, pooling, normalize = self.models["st-sqrt-bf16"]
         d = os.path.join(self.tmp, "st-sqrt-bf16")
         for level in harness.cpu_levels():
             with self.subTest(cpu_isa=level):
                 server = harness.Server([d], "--cpu_isa=" + level)
                 try:
-                    request = embedder_pb2.EmbedRequest(inputs=SENTENCES,
-                                                        truncate=True)
-                    tokens = server.stub.EmbedTokens(request, timeout=30)
-                    id_lists = [ids_of(self.vocab_ids, r.tokens)
-                                for r in tokens.results]
-                    _, pooled = bert_reference.encode(model, id_lists, pooling,
-                                                      normalize)
-                    got = server.stub.Embed(request, timeout=30)
-                    self.assertLess(max_diff([list(e.values)
-                                              for e in got.embeddings], pooled),
-                                    TOL)
+                    got, pooled = self.served_and_reference(server,
+                                                            "st-sqrt-bf16")
+                    self.assertLess(max_diff(got.tolist(), pooled), TOL)
                 finally:
                     server.close()
 
@@ -146,7 +148,6 @@ class SmallModelsTest(unittest.TestCase):
         reference (not equal to it: the reduced path did run), on every
         kernel level (the bf16 and int8 kernels where the CPU has them, the
         rounded weights on the fp32 kernels elsewhere)."""
-        model, pooling, normalize = self.models["st-mean"]
         for precision in ("bf16", "int8"):
             d = os.path.join(self.tmp, "st-mean-" + precision)
             shutil.copytree(os.path.join(self.tmp, "st-mean"), d)
@@ -157,15 +158,7 @@ class SmallModelsTest(unittest.TestCase):
                     server = harness.Server([d], "--cpu_isa=" + level)
                     try:
                         self.assertIn(precision + " weights", "".join(server.log))
-                        request = embedder_pb2.EmbedRequest(inputs=SENTENCES,
-                                                            truncate=True)
-                        tokens = server.stub.EmbedTokens(request, timeout=30)
-                        id_lists = [ids_of(self.vocab_ids, r.tokens)
-                                    for r in tokens.results]
-                        _, pooled = bert_reference.encode(model, id_lists,
-                                                          pooling, normalize)
-                        got = torch.tensor([list(e.values) for e in server.stub.Embed(
-                            request, timeout=30).embeddings])
+                        got, pooled = self.served_and_reference(server, "st-mean")
                         cosine = torch.nn.functional.cosine_similarity(got, pooled)
                         self.assertGreater(float(cosine.min()), 0.999)
                         self.assertGreater(max_diff(got.tolist(), pooled), 1e-6)
