@@ -101,10 +101,11 @@ absl::StatusOr<Pooling> ResolvePooling(const Model& model, const Tower& tower,
     case v1::POOLING_MAX:
       return Pooling::kMax;
     case v1::POOLING_LAST:
-      if (tower.modules().empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pooling LAST needs a recurrent encoder; model \"",
-                         model.name(), "\" is ", tower.architecture()));
+      if (!tower.supports_last()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pooling LAST needs a recurrent encoder whose top module does not "
+            "concatenate its input; model \"",
+            model.name(), "\" is ", tower.architecture()));
       }
       return Pooling::kLast;
     case v1::POOLING_SIF:

@@ -98,6 +98,33 @@ TEST_F(RequestHandlerTest, BadRequestsNameTheInputAndTheLimit) {
               HasSubstr("unknown pooling value 42"));
 }
 
+TEST_F(RequestHandlerTest, PoolingLastNeedsTheTopModulesStates) {
+  for (const char* name : {"lstm_bi_2l_last", "stack_concat_input"}) {
+    auto model = Model::Load(testing::GoldenDir() + "/torch/" + name);
+    ASSERT_TRUE(model.ok()) << model.status();
+    ASSERT_TRUE(registry_.Add(*model).ok());
+  }
+  v1::EmbedRequest request;
+  request.add_inputs("w1 w2");
+  request.set_pooling(v1::POOLING_LAST);
+  v1::EmbedResponse response;
+  CallStats stats;
+  request.set_model("lstm_bi_2l_last");
+  EXPECT_TRUE(handler_.Embed(request, &response, &stats).ok());
+  request.set_model("sg_d8");
+  EXPECT_THAT(Error(handler_.Embed(request, &response, &stats)),
+              HasSubstr("pooling LAST needs a recurrent encoder"));
+  // A top module with concat_input has token vectors larger than its
+  // final states.
+  request.set_model("stack_concat_input");
+  EXPECT_THAT(Error(handler_.Embed(request, &response, &stats)),
+              HasSubstr("whose top module does not concatenate its input; "
+                        "model \"stack_concat_input\" is "
+                        "bilstmx2+input+gru+input"));
+  request.set_pooling(v1::POOLING_MEAN);
+  EXPECT_TRUE(handler_.Embed(request, &response, &stats).ok());
+}
+
 TEST_F(RequestHandlerTest, NoModelIsUnavailable) {
   ModelRegistry empty;
   RequestHandler handler({}, &empty);

@@ -210,7 +210,7 @@ absl::Status ParseModule(const Json& json, const std::string& path,
   CTXEMBED_RETURN_IF_ERROR(r.CheckIsObject());
   CTXEMBED_RETURN_IF_ERROR(
       r.CheckKeys({"kind", "prefix", "input_size", "hidden_size", "num_layers",
-                   "bidirectional", "residual"}));
+                   "bidirectional", "residual", "concat_input"}));
   CTXEMBED_RETURN_IF_ERROR(
       ReadEnum(r, "kind", true, "kind", kRecurrentKinds, &out->kind));
   CTXEMBED_RETURN_IF_ERROR(r.String("prefix", true, &out->prefix));
@@ -221,6 +221,10 @@ absl::Status ParseModule(const Json& json, const std::string& path,
   CTXEMBED_RETURN_IF_ERROR(r.Int("num_layers", false, 1, 64, &out->num_layers));
   CTXEMBED_RETURN_IF_ERROR(r.Bool("bidirectional", &out->bidirectional));
   CTXEMBED_RETURN_IF_ERROR(r.Bool("residual", &out->residual));
+  CTXEMBED_RETURN_IF_ERROR(r.Bool("concat_input", &out->concat_input));
+  if (out->residual && out->concat_input) {
+    return r.Error(r.Key("concat_input"), "excludes \"residual\"");
+  }
   return absl::OkStatus();
 }
 
@@ -266,6 +270,12 @@ absl::Status ParseTower(const ObjectReader& r, absl::string_view file,
   if (!p.ok()) return r.Error(r.Key("pooling"), p.status().message());
   if (*p == Pooling::kLast && out->encoder.empty()) {
     return r.Error(r.Key("pooling"), "\"last\" needs an encoder module");
+  }
+  if (*p == Pooling::kLast && out->encoder.back().concat_input) {
+    return r.Error(r.Key("pooling"),
+                   "\"last\" needs a top encoder module without "
+                   "concat_input (its final states are smaller than its "
+                   "token vectors)");
   }
   out->pooling = *p;
   if (const Json* v = r.Find("sif")) {

@@ -146,6 +146,18 @@ TEST(ModelConfigTest, ErrorsNameTheFileAndTheKey) {
        "\"encoder[0].hidden_size\": required key is missing"},
       {R"({"ctxembed_format": 1, "name": "m",
            "embedding": {"kind": "fasttext", "file": "v"},
+           "encoder": [{"kind": "lstm", "prefix": "r", "input_size": 4,
+                        "hidden_size": 2, "bidirectional": true,
+                        "residual": true, "concat_input": true}]})",
+       "\"encoder[0].concat_input\": excludes \"residual\""},
+      {R"({"ctxembed_format": 1, "name": "m", "pooling": "last",
+           "embedding": {"kind": "fasttext", "file": "v"},
+           "encoder": [{"kind": "gru", "prefix": "r", "input_size": 4,
+                        "hidden_size": 4, "concat_input": true}]})",
+       "\"pooling\": \"last\" needs a top encoder module without "
+       "concat_input"},
+      {R"({"ctxembed_format": 1, "name": "m",
+           "embedding": {"kind": "fasttext", "file": "v"},
            "projection": {"prefix": "p", "activation": "gelu"}})",
        "\"projection.activation\": unknown activation \"gelu\"; known: none, "
        "relu, tanh, sigmoid"},

@@ -21,6 +21,11 @@ absl::StatusOr<std::unique_ptr<RecurrentModule>> RecurrentModule::Create(
   }
   std::unique_ptr<RecurrentModule> m(new RecurrentModule(
       config, config.kind == RecurrentKind::kLstm, kernels));
+  if (config.residual && config.concat_input) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("encoder module ", config.prefix,
+                     ": residual and concat_input exclude each other"));
+  }
   if (config.residual && m->output_size() != config.input_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("encoder module ", config.prefix,
@@ -68,7 +73,7 @@ absl::Status RecurrentModule::LoadLayer(const SafeTensors& weights, int k) {
 void RecurrentModule::RunDirection(const Layer& layer, int d,
                                    const Eigen::MatrixXf& in,
                                    const SequenceBatch& batch,
-                                   RecurrentScratch::Direction& s,
+                                   RecurrentScratch::Direction& s, int row0,
                                    Eigen::MatrixXf& out) const {
   const int H = config_.hidden_size, GH = gates_ * H;
   const int B = batch.size(), N = static_cast<int>(in.cols());
@@ -122,7 +127,7 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
                         H, b, t == 0);
     }
     for (int i = 0; i < b; ++i) {
-      out.col(s.columns[first + i]).segment(d * H, H) = s.h.col(i);
+      out.col(s.columns[first + i]).segment(row0 + d * H, H) = s.h.col(i);
     }
     first += b;
   }
@@ -134,14 +139,17 @@ void RecurrentModule::Forward(const Eigen::MatrixXf& x,
                               Eigen::MatrixXf* last) const {
   const int N = batch.total_tokens(), H = config_.hidden_size;
   const int D = directions();
+  // With concat_input the top layer writes below the input's rows.
+  const int top_row0 = config_.concat_input ? config_.input_size : 0;
   const Eigen::MatrixXf* in = &x;
   for (size_t k = 0; k < layers_.size(); ++k) {
     const Layer& layer = layers_[k];
-    Eigen::MatrixXf& out =
-        k + 1 == layers_.size() ? *y : scratch.layer_out[k % 2];
-    out.resize(output_size(), N);
+    const bool top = k + 1 == layers_.size();
+    Eigen::MatrixXf& out = top ? *y : scratch.layer_out[k % 2];
+    out.resize(top ? output_size() : state_size(), N);
+    const int row0 = top ? top_row0 : 0;
     auto run = [&](int d) {
-      RunDirection(layer, d, *in, batch, scratch.direction[d], out);
+      RunDirection(layer, d, *in, batch, scratch.direction[d], row0, out);
     };
     if (D == 2) {
       // The directions write disjoint rows of `out`: one per core.
@@ -152,15 +160,19 @@ void RecurrentModule::Forward(const Eigen::MatrixXf& x,
     in = &out;
   }
   if (last != nullptr) {
-    last->setZero(output_size(), batch.size());
+    last->setZero(state_size(), batch.size());
     for (int s = 0; s < batch.size(); ++s) {
       const int len = batch.length(s);
       if (len == 0) continue;
-      last->col(s).head(H) = y->col(batch.offset(s) + len - 1).head(H);
-      if (D == 2) last->col(s).tail(H) = y->col(batch.offset(s)).tail(H);
+      last->col(s).head(H) =
+          y->col(batch.offset(s) + len - 1).segment(top_row0, H);
+      if (D == 2) {
+        last->col(s).tail(H) = y->col(batch.offset(s)).segment(top_row0 + H, H);
+      }
     }
   }
   if (config_.residual) *y += x;
+  if (config_.concat_input) y->topRows(config_.input_size) = x;
 }
 
 double RecurrentModule::Flops(int64_t tokens) const {

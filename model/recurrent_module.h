@@ -30,6 +30,10 @@ struct RecurrentConfig {
   bool bidirectional = false;
   // Add the module's input to its output (needs input_size == output size).
   bool residual = false;
+  // Output the module's input followed by the recurrent output (a dense skip
+  // connection, DenseNet-style): output size input_size + directions x
+  // hidden_size. Exclusive with `residual`.
+  bool concat_input = false;
   // The model's "precision" (config.json, top level): how W_ih and W_hh are
   // stored and multiplied.
   Precision precision = Precision::kFp32;
@@ -72,14 +76,20 @@ class RecurrentModule {
   int input_size() const { return config_.input_size; }
   int hidden_size() const { return config_.hidden_size; }
   int directions() const { return config_.bidirectional ? 2 : 1; }
-  int output_size() const { return directions() * config_.hidden_size; }
+  // The recurrent layers' output: directions x hidden_size.
+  int state_size() const { return directions() * config_.hidden_size; }
+  // The module's output: state_size(), after the input with concat_input.
+  int output_size() const {
+    return state_size() + (config_.concat_input ? config_.input_size : 0);
+  }
   const RecurrentConfig& config() const { return config_; }
 
   // x: [input_size x batch.total_tokens()], sentence-major columns.
   // Writes *y: [output_size x total_tokens]. If `last` is not null, also
-  // writes PyTorch's h_n of the top layer, [output_size x batch.size()]:
+  // writes PyTorch's h_n of the top layer, [state_size x batch.size()]:
   // forward state after each sentence's last token, backward state after
-  // its first (zero for an empty sentence); before any residual.
+  // its first (zero for an empty sentence); before any residual or
+  // concatenation.
   void Forward(const Eigen::MatrixXf& x, const SequenceBatch& batch,
                RecurrentScratch& scratch, Eigen::MatrixXf* y,
                Eigen::MatrixXf* last) const;
@@ -100,9 +110,10 @@ class RecurrentModule {
                   const KernelTable& kernels)
       : config_(config), lstm_(lstm), gates_(lstm ? 4 : 3), kernels_(kernels) {}
   absl::Status LoadLayer(const SafeTensors& weights, int k);
+  // Writes rows [row0 + d*H, row0 + (d+1)*H) of `out`.
   void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& in,
                     const SequenceBatch& batch, RecurrentScratch::Direction& s,
-                    Eigen::MatrixXf& out) const;
+                    int row0, Eigen::MatrixXf& out) const;
 
   const RecurrentConfig config_;
   const bool lstm_;

@@ -140,6 +140,39 @@ TEST(RecurrentModuleTest, ResidualNeedsMatchingSizes) {
                         "size (2)"));
 }
 
+TEST(RecurrentModuleTest, ConcatInputPutsTheInputBeforeTheStates) {
+  const std::string file = Build(TinyLstm("_l0"));
+  auto st = SafeTensors::Parse(file, "w");
+  ASSERT_TRUE(st.ok());
+  RecurrentConfig plain{.kind = RecurrentKind::kLstm,
+                        .prefix = "r",
+                        .input_size = 1,
+                        .hidden_size = 1};
+  RecurrentConfig concat = plain;
+  concat.concat_input = true;
+  auto a = RecurrentModule::Create(plain, **st);
+  auto b = RecurrentModule::Create(concat, **st);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)->state_size(), 1);
+  EXPECT_EQ((*b)->output_size(), 2);
+  SequenceBatch batch;
+  batch.Reset({3, 1});
+  Eigen::MatrixXf x(1, 4);
+  x << 0.5f, -1.0f, 2.0f, 0.25f;
+  RecurrentScratch scratch;
+  Eigen::MatrixXf ya, yb, last_a, last_b;
+  (*a)->Forward(x, batch, scratch, &ya, &last_a);
+  (*b)->Forward(x, batch, scratch, &yb, &last_b);
+  ASSERT_EQ(yb.rows(), 2);
+  EXPECT_EQ(yb.row(0), x.row(0));
+  EXPECT_EQ(yb.row(1), ya.row(0));
+  EXPECT_EQ(last_b, last_a);  // the states, without the input
+  concat.residual = true;
+  EXPECT_THAT(RecurrentModule::Create(concat, **st).status().ToString(),
+              HasSubstr("residual and concat_input exclude each other"));
+}
+
 // Weights of one layer with deterministic, varied values.
 std::map<std::string, Tensor> Layer(const std::string& prefix, int gates,
                                     int input, int hidden) {

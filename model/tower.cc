@@ -27,6 +27,7 @@ std::string ModuleName(const RecurrentConfig& m) {
   std::string name =
       absl::StrCat(m.bidirectional ? "bi" : "", RecurrentKindName(m.kind));
   if (m.num_layers > 1) absl::StrAppend(&name, "x", m.num_layers);
+  if (m.concat_input) absl::StrAppend(&name, "+input");
   return name;
 }
 

@@ -61,6 +61,11 @@ class Tower {
   // True if Embed accepts Pooling::kSif: the config has a "sif" key, or the
   // word vectors record counts.
   bool supports_sif() const { return sif_ != nullptr; }
+  // Pooling kLast: the top recurrent module's final states, which have the
+  // token vectors' size unless that module concatenates its input.
+  bool supports_last() const {
+    return !modules_.empty() && !modules_.back()->config().concat_input;
+  }
   // "bag_of_vectors", the modules, e.g. "bilstm+lstm", or "bert-L6-H384".
   const std::string& architecture() const { return architecture_; }
   const WordVectors& word_vectors() const { return *vectors_; }
@@ -79,7 +84,7 @@ class Tower {
   // One vector per sentence into *out ([output_dim x sentences]): `pooling`
   // (the tower's own, or a request's), then the projection and the
   // normalisation the config asks for. An empty sentence pools to zeros.
-  // kLast needs an encoder module (callers check modules() first), kSif
+  // kLast needs supports_last() (callers check it first), kSif
   // supports_sif().
   void Embed(absl::Span<const TokenList> sentences, Pooling pooling,
              TowerScratch& s, Eigen::MatrixXf* out) const;

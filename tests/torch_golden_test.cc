@@ -176,7 +176,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          "gru_bi_f16_max", "gru_uni_3l_proj",
                                          "sockeye_residual",
                                          "fasttext_bilstm_bf16", "bigru_2l_odd",
-                                         "dual_o2v"),
+                                         "stack_concat_input", "dual_o2v"),
                        ::testing::ValuesIn(Levels())),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::get<1>(info.param);
@@ -236,8 +236,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("lstm_uni_odd", "lstm_bi_2l_last",
                                          "gru_bi_f16_max", "gru_uni_3l_proj",
                                          "sockeye_residual",
-                                         "fasttext_bilstm_bf16",
-                                         "bigru_2l_odd"),
+                                         "fasttext_bilstm_bf16", "bigru_2l_odd",
+                                         "stack_concat_input"),
                        ::testing::Values("bf16", "int8")));
 
 }  // namespace

@@ -76,8 +76,9 @@ def round_to(dtype, tensor):
     return tensor.detach().to(_DTYPES[dtype][1]).to(torch.float32)
 
 
-def rnn_module_config(prefix, rnn, residual=False):
-    """The config.json entry for an nn.LSTM / nn.GRU at `prefix`."""
+def rnn_module_config(prefix, rnn, residual=False, concat_input=False):
+    """The config.json entry for an nn.LSTM / nn.GRU at `prefix`: its output
+    added to its input (residual), or after it (concat_input), or alone."""
     if isinstance(rnn, torch.nn.LSTM):
         kind = "lstm"
     elif isinstance(rnn, torch.nn.GRU):
@@ -88,7 +89,8 @@ def rnn_module_config(prefix, rnn, residual=False):
         raise ValueError("%s: bias=False and proj_size are not supported" % prefix)
     return {"kind": kind, "prefix": prefix, "input_size": rnn.input_size,
             "hidden_size": rnn.hidden_size, "num_layers": rnn.num_layers,
-            "bidirectional": rnn.bidirectional, "residual": residual}
+            "bidirectional": rnn.bidirectional, "residual": residual,
+            "concat_input": concat_input}
 
 
 def _towers(config):

@@ -90,8 +90,11 @@ class TorchEncoder(nn.Module):
                       bidirectional=m.get("bidirectional", False),
                       batch_first=True)
             _set_module(root, m["prefix"], rnn)
-            self.rnns.append((rnn, m.get("residual", False)))
-            dim = m["hidden_size"] * (2 if m.get("bidirectional") else 1)
+            skip = ("residual" if m.get("residual") else
+                    "concat" if m.get("concat_input") else None)
+            self.rnns.append((rnn, skip))
+            dim = (m["input_size"] if skip == "concat" else 0) + \
+                m["hidden_size"] * (2 if m.get("bidirectional") else 1)
         self.token_dim = dim
         object.__setattr__(self, "_projection", None)
         if "projection" in config:
@@ -125,7 +128,7 @@ class TorchEncoder(nn.Module):
         if nonempty:
             sub = x[nonempty]
             sub_len = torch.tensor([lengths[i] for i in nonempty])
-            for rnn, residual in self.rnns:
+            for rnn, skip in self.rnns:
                 packed = pack_padded_sequence(sub, sub_len, batch_first=True,
                                               enforce_sorted=False)
                 out, h = rnn(packed)
@@ -134,7 +137,12 @@ class TorchEncoder(nn.Module):
                 h = h[0] if isinstance(rnn, nn.LSTM) else h
                 last = (torch.cat([h[-2], h[-1]], dim=1)
                         if rnn.bidirectional else h[-1])
-                sub = out + sub if residual else out
+                if skip == "residual":
+                    sub = out + sub
+                elif skip == "concat":
+                    sub = torch.cat([sub, out], dim=2)
+                else:
+                    sub = out
         tokens = [torch.zeros(0, self.token_dim) for _ in token_lists]
         pooled = torch.zeros(len(token_lists), self.token_dim)
         for j, i in enumerate(nonempty):

@@ -33,10 +33,14 @@ LENGTHS = [1, 2, 3, 7, 16, 40, 117, 0, 5]
 FASTTEXT = os.path.join(ROOT, "tests", "golden", "models", "sg_d8", "vectors.bin")
 
 
-def module(kind, prefix, inp, hidden, layers=1, bi=False, residual=False):
-    return {"kind": kind, "prefix": prefix, "input_size": inp,
-            "hidden_size": hidden, "num_layers": layers, "bidirectional": bi,
-            "residual": residual}
+def module(kind, prefix, inp, hidden, layers=1, bi=False, residual=False,
+           concat_input=False):
+    m = {"kind": kind, "prefix": prefix, "input_size": inp,
+         "hidden_size": hidden, "num_layers": layers, "bidirectional": bi,
+         "residual": residual}
+    if concat_input:
+        m["concat_input"] = True
+    return m
 
 
 def table(tensor="embed.weight"):
@@ -78,6 +82,15 @@ CASES = {
     "bigru_2l_odd": ({"embedding": table(), "pooling": "mean",
                       "encoder": [module("gru", "rnn", 23, 37, 2, True)]},
                      23, None, "f32", "whitespace"),
+    # Dense skips: each module's output is its input, then its states.
+    "stack_concat_input": ({"embedding": table(), "pooling": "max",
+                            "encoder": [
+                                module("lstm", "enc.bi", 10, 8, 2, True,
+                                       concat_input=True),
+                                module("gru", "enc.top", 26, 9, 1, False,
+                                       concat_input=True)],
+                            "projection": {"prefix": "proj"}},
+                           10, 6, "f32", "words_and_punct"),
 }
 
 
