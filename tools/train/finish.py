@@ -14,8 +14,8 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NAMES = {"bag": "bag of vectors (plain mean of the fastText word vectors)",
          "sif": "SIF bag (the same word vectors, SIF weights, 1 common component removed)",
-         "enc3": "Encoder 3: fastText vectors + residual bi-LSTM + SIF pooling + projection, "
-                 "trained for similarity",
+         "enc3": "Encoder 3: fastText vectors + bi-LSTM (input concatenated to its states) "
+                 "+ SIF pooling + projection, trained for similarity",
          "prev": "the previous default model, as committed before this run"}
 SOURCES = """| source | Debian package | licence |
 | --- | --- | --- |

@@ -2,25 +2,25 @@
 # Rebuilds ctxembed's default model from Debian packages and the STS
 # Benchmark splits in ../shared, with one command:
 #
-#   tools/train/run.sh [MINUTES]     (minutes of encoder training; default 20)
+#   tools/train/run.sh [MINUTES]     (minutes of encoder training; default 25)
 #
 # 1. corpus.py: English text from Debian packages -> var/train/corpus
 #    (sentences, held-out splits, paraphrase and question-answer pairs)
 # 2. fastText skip-gram word vectors (the kind of file BlazingText writes)
-# 3. Encoder 3 (train_sim.py): residual bi-LSTM over the frozen word
-#    vectors, SIF pooling, projection; trained for similarity, chosen on
-#    the STS-B dev split
+# 3. Encoder 3 (train_sim.py): bi-LSTM over the word vectors, its input
+#    concatenated to its states, SIF pooling, projection; trained for
+#    similarity (the word vectors tuned too), chosen on the STS-B dev split
 # 4. the baselines over the same word vectors: a plain-mean bag and a SIF
 #    bag (common component from tools/sif_components.py)
 # 5. tools/eval/evaluate.py through a real server: docs/quality.md
 # 6. finish.py: the encoder -> models/default if it beats SIF on STS-B dev
 #    (else the SIF bag), with MODEL_CARD.md
 # Seeds are fixed, but fastText uses 2 threads and training is bounded by
-# time, so runs agree in their figures, not bit for bit. About 35 minutes
-# on 2 cores with the default 20.
+# time, so runs agree in their figures, not bit for bit. About 32 minutes
+# on 2 cores with the default 25.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-minutes=${1:-20}
+minutes=${1:-25}
 root=$PWD
 work=var/train
 stsb=${CTXEMBED_SHARED_DIR:-$root/../shared}/data/eval/stsb
