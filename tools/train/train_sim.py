@@ -141,18 +141,17 @@ class SimEncoder(nn.Module):
                            batch_first=True)
         self.proj = nn.Linear(token_dim, token_dim)
         with torch.no_grad():
+            self.proj.weight.copy_(torch.eye(token_dim))
+            self.proj.bias.zero_()
             if skip == "residual":
                 # The LSTM starts near zero: the sum is the word vector.
                 for p in self.rnn.parameters():
                     p.uniform_(-0.02, 0.02)
-                self.proj.weight.copy_(torch.eye(token_dim))
             else:
                 # PyTorch's own initialisation, and a projection that starts
                 # by reading the word vectors' rows only: the sentence vector
                 # starts as SIF, while the states already carry context.
-                self.proj.weight.copy_(torch.eye(token_dim))
                 self.proj.weight[dim:, dim:] = 0.0
-            self.proj.bias.zero_()
         self.register_buffer("components", torch.zeros(0, token_dim))
 
     def word_vectors(self, ids):
@@ -392,7 +391,9 @@ def main():
     wic_words = sorted(wic)
     args.wic_train_words = len(wic_words)
     orders, wic_test = held_out_probes(args.corpus, tok)
-    order_text = load_order_text(args.corpus, args.order_sentences, rng)
+    # Read (and added to the vocabulary) only when the order loss is on.
+    order_text = (load_order_text(args.corpus, args.order_sentences, rng)
+                  if args.order_weight > 0 else [])
     vocab = Vocab(ft, [t for p in train + dev for t in p[:2]] +
                   [t for p in orders for t in p] + order_text +
                   [t for p in wic_test for t in p[1:3]] +
