@@ -71,6 +71,31 @@ def save_safetensors(path, tensors, dtype="f32", metadata=None):
             f.write(blob)
 
 
+def load_safetensors(path):
+    """{name: float32 tensor} of a safetensors file (F32, F16 or BF16)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    size, = struct.unpack_from("<Q", data, 0)
+    header = json.loads(data[8:8 + size])
+    base = 8 + size
+    out = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = data[base + begin:base + end]
+        if info["dtype"] == "F32":
+            values = np.frombuffer(raw, "<f4")
+        elif info["dtype"] == "F16":
+            values = np.frombuffer(raw, "<f2").astype(np.float32)
+        elif info["dtype"] == "BF16":
+            values = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            raise ValueError("%s: tensor %s has dtype %s" % (path, key, info["dtype"]))
+        out[key] = torch.from_numpy(values.reshape(info["shape"]).copy())
+    return out
+
+
 def round_to(dtype, tensor):
     """The tensor as ctxembed will read it back from `dtype`."""
     return tensor.detach().to(_DTYPES[dtype][1]).to(torch.float32)

@@ -55,10 +55,14 @@ def targets(r, sif, bag):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
-    ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--minutes", required=True,
+                    help="run.sh's arguments: the training phases' minutes")
     ap.add_argument("--times", required=True,
                     help="start, corpus done, fastText done, encoder done, "
                          "evaluation done (epoch seconds)")
+    ap.add_argument("--init", default="",
+                    help="CTXEMBED_TRAIN_INIT: the model directory the "
+                    "encoder continued from, if any")
     args = ap.parse_args()
     t = [int(x) for x in args.times.split(",")]
     minutes = [(t[i + 1] - t[i]) / 60 for i in range(4)]
@@ -77,6 +81,11 @@ def main():
     size_mb = sum(os.path.getsize(os.path.join(dst, f)) for f in os.listdir(dst)) / 1e6
     with open(os.path.join(args.work, "ctx-sif-bilstm", "training.json")) as f:
         training = json.load(f)
+    if args.init:  # as the user named it, not run.sh's working copy
+        training["init"] = args.init
+        if best == "enc3":
+            with open(os.path.join(dst, "training.json"), "w") as f:
+                json.dump(training, f, indent=1)
     training.pop("log", None)
     corpus = "Corpus: %d words (%s); %d paraphrase pairs (%s) for training; " \
              "%d question-answer pairs, of which the FAQ pairs and a tenth of " \
@@ -89,11 +98,20 @@ def main():
                  sum(stats["paraphrase_pairs"].values()),
                  ", ".join("%s %d" % kv for kv in stats["paraphrase_pairs"].items()),
                  stats["qa_pairs"])
-    times = ("Rebuild: `tools/train/run.sh %g` (as root on Debian 12, with "
+    command = "tools/train/run.sh %s" % args.minutes
+    if args.init:
+        command = "CTXEMBED_TRAIN_INIT=%s %s" % (args.init, command)
+    times = ("Rebuild: `%s` (as root on Debian 12, with "
              "../shared beside the checkout for the STS-B splits; installs the "
              "data packages). This run: %.1f minutes on 2 cores: corpus %.1f, "
              "fastText %.1f, Encoder 3 %.1f, evaluation %.1f." % (
-                 args.minutes, (t[4] - t[0]) / 60, *minutes))
+                 command, (t[4] - t[0]) / 60, *minutes))
+    if args.init:
+        times += (" The encoder continued from `%s` as it was before this run "
+                  "(only the order phase ran; its first phase is that "
+                  "model's training). The bag and SIF columns use this run's "
+                  "fastText vectors, trained afresh from the same corpus."
+                  % args.init)
     verdicts = targets(results[best], sif, bag)
     columns = "\n".join("- `%s` (%s): %s." % (k, r["model"], NAMES[k])
                         for k, r in results.items())
