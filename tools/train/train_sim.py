@@ -500,8 +500,9 @@ def main():
         --eval_every steps the weights' moving average is checked, and the
         one with the best STS-B dev score among those `chosen(check)`
         accepts is loaded at the end: (dev, step), or None if no check was
-        accepted (the weights are then left as they were)."""
+        accepted (the weights are then put back as they were)."""
         opt = optimizer(lr)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
         ema = {n: model.state_dict()[n].clone() for n in trained}
         best, best_state = None, None
         phase_start = time.time()
@@ -566,8 +567,7 @@ def main():
                     best = (check["dev"], step)
                     best_state = {k: v.clone() for k, v in model.state_dict().items()}
                 model.load_state_dict(raw, strict=False)
-        if best is not None:
-            model.load_state_dict(best_state)
+        model.load_state_dict(before if best is None else best_state)
         return best
 
     best = (dev_score(model, vocab, dev), 0)
@@ -577,7 +577,7 @@ def main():
     first = train_phase(args.minutes, args.lr, 0.0, lambda check: True)
     if first is not None and first[0] > best[0]:
         best = first
-    else:  # no check beat the starting weights
+    elif first is not None:  # no check beat the starting weights
         model.load_state_dict(initial)
     if args.order_minutes > 0:
         second = train_phase(
