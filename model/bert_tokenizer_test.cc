@@ -1,5 +1,7 @@
 #include "model/bert_tokenizer.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -16,7 +18,11 @@ using ::testing::ElementsAre;
 class BertTokenizerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = ::testing::TempDir() + "/bert_tokenizer_test_vocab.txt";
+    // One file per test: ctest runs this suite's tests as parallel
+    // processes, and one's TearDown must not remove another's vocabulary.
+    path_ = ::testing::TempDir() + "/bert_tokenizer_test_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+            "_" + std::to_string(getpid()) + "_vocab.txt";
     std::ofstream out(path_);
     for (const char* token :
          {"[PAD]",  "[UNK]", "[CLS]", "[SEP]", "un",    "##aff",
