@@ -43,6 +43,10 @@ constexpr int kNr = 6;
 constexpr int kPanel = kLanes * kMv;  // rows per packed panel
 // Packed right-hand side per pass over the weights: stays in L2.
 constexpr ptrdiff_t kRhsChunkFloats = (128 << 10) / 4;
+// Packed W per block of rows, reused across a chunk's column groups from
+// the core's L2 (bench/gemm_bench: 128 KB is as good as any from 32 KB to
+// 512 KB; without blocks, W's rows stream from memory once per group).
+constexpr ptrdiff_t kWBlockFloats = (128 << 10) / 4;
 
 typedef float Vec __attribute__((vector_size(kLanes * 4)));
 typedef int32_t IVec __attribute__((vector_size(kLanes * 4)));
@@ -125,6 +129,20 @@ ptrdiff_t ChunkColumns(int cols, int n) {
   ptrdiff_t chunk = kRhsChunkFloats / (cols > 0 ? cols : 1) / kNr * kNr;
   if (chunk < kNr) chunk = kNr;
   return chunk < n ? chunk : n;
+}
+
+// Rows of W (whole panels) per block of Gemm: kWBlockFloats of packed W.
+int BlockRows(int cols) {
+  const ptrdiff_t panels =
+      kWBlockFloats / (static_cast<ptrdiff_t>(kPanel) * cols);
+  return static_cast<int>(panels > 1 ? panels : 1) * kPanel;
+}
+
+// Group q's width when `width` columns are split into `groups` groups of
+// at most kNr: as even as possible (8 columns at kNr 6 are 4 + 4, not
+// 6 + 2: a narrow group keeps too few accumulators busy).
+inline int GroupWidth(int width, int groups, int q) {
+  return width / groups + (q < width % groups ? 1 : 0);
 }
 
 size_t GemmScratchFloats(int cols, int n) {
@@ -249,21 +267,30 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
           ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, float* scratch) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const ptrdiff_t chunk = ChunkColumns(cols, n);
+  const int block_rows = BlockRows(cols);
   for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
     const int width = static_cast<int>(n - j0 < chunk ? n - j0 : chunk);
     // Pack the chunk's columns group by group: k-major runs of nr floats.
     float* dst = scratch;
-    for (int g = 0; g < width; g += kNr) {
-      const int nr = width - g < kNr ? width - g : kNr;
+    const int groups = (width + kNr - 1) / kNr;
+    for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
+      const int nr = GroupWidth(width, groups, q);
       for (int k = 0; k < cols; ++k)
         for (int j = 0; j < nr; ++j) *dst++ = x[(j0 + g + j) * ldx + k];
     }
-    // Each group against all of W: the group stays in L1, W streams by.
-    const float* xs = scratch;
-    for (int g = 0; g < width; g += kNr) {
-      const int nr = width - g < kNr ? width - g : kNr;
-      GroupOfWidth(nr, packed, rows, cols, xs, out + (j0 + g) * ldo, ldo);
-      xs += static_cast<ptrdiff_t>(nr) * cols;
+    // A block of W's rows against each group in turn: the group streams
+    // from L1, the block is read from memory once per chunk and from the
+    // core's L2 for the chunk's other groups.
+    for (int r0 = 0; r0 < rows; r0 += block_rows) {
+      const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
+      const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
+      const float* xs = scratch;
+      for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
+        const int nr = GroupWidth(width, groups, q);
+        GroupOfWidth(nr, block, nrows, cols, xs, out + (j0 + g) * ldo + r0,
+                     ldo);
+        xs += static_cast<ptrdiff_t>(nr) * cols;
+      }
     }
   }
 }

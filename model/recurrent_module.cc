@@ -1,5 +1,7 @@
 #include "model/recurrent_module.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "model/parallel_runner.h"
 #include "model/status_macros.h"
@@ -77,26 +79,20 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
                                    Eigen::MatrixXf& out) const {
   const int H = config_.hidden_size, GH = gates_ * H;
   const int B = batch.size(), N = static_cast<int>(in.cols());
+  const int T = batch.max_length();
   const bool reverse = d == 1;
   const auto order = batch.order();
   // The tokens in step order: step t's tokens (one per sentence still
   // running, longest sentence first) in consecutive columns, so that each
   // step's gates are a block of the input projection, updated in place.
   s.columns.resize(N);
-  s.step_input.resize(in.rows(), N);
-  for (int t = 0, k = 0; t < batch.max_length(); ++t) {
+  for (int t = 0, k = 0; t < T; ++t) {
     for (int i = 0; i < batch.active(t); ++i, ++k) {
       const int sent = order[i];
       s.columns[k] =
           batch.offset(sent) + (reverse ? batch.length(sent) - 1 - t : t);
-      s.step_input.col(k) = in.col(s.columns[k]);
     }
   }
-  // This direction's input projections for every token of the batch: one
-  // GEMM, run on this direction's core.
-  s.projection.resize(GH, N);
-  s.projection.colwise() = layer.b_in.segment(d * GH, GH);
-  layer.w_ih[d].MultiplyAdd(s.step_input, s.projection, s.packed_rhs);
   // Modules of one tower share this scratch: an LSTM of hidden size 6 and
   // a GRU of hidden size 8 both have 24 gate rows, so the state's height is
   // checked on its own.
@@ -108,28 +104,54 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
   }
   s.h.leftCols(B).setZero();
   s.c.leftCols(B).setZero();
-  for (int t = 0, first = 0; t < batch.max_length(); ++t) {
-    const int b = batch.active(t);
-    auto gates = s.projection.middleCols(first, b);
-    // One GEMM per step for the whole batch (h is zero at t = 0).
-    if (lstm_) {
-      if (t > 0) {
-        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), gates, s.packed_rhs);
-      }
-      kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
-    } else {
-      s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
-      if (t > 0) {
-        layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
-                                  s.packed_rhs);
-      }
-      kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(), H,
-                        H, b, t == 0);
+  // The input projections (one GEMM) for a run of steps at a time, at least
+  // kChunkColumns tokens: large enough for the GEMM to stream W_ih
+  // efficiently, small enough for the gates to stay in the core's cache
+  // between the projection, the recurrent GEMMs and the cell.
+  const float* bias = layer.b_in.data() + d * GH;
+  const int chunk_columns = std::max(kChunkColumns, B);
+  s.step_input.resize(in.rows(), std::min(N, chunk_columns + B));
+  s.projection.resize(GH, s.step_input.cols());
+  for (int t0 = 0, first0 = 0; t0 < T;) {
+    int t1 = t0, width = 0;
+    while (t1 < T &&
+           (width == 0 || width + batch.active(t1) <= chunk_columns)) {
+      width += batch.active(t1++);
     }
-    for (int i = 0; i < b; ++i) {
-      out.col(s.columns[first + i]).segment(row0 + d * H, H) = s.h.col(i);
+    for (int k = 0; k < width; ++k) {
+      std::copy_n(in.col(s.columns[first0 + k]).data(), in.rows(),
+                  s.step_input.col(k).data());
+      std::copy_n(bias, GH, s.projection.col(k).data());
     }
-    first += b;
+    layer.w_ih[d].MultiplyAdd(s.step_input.leftCols(width),
+                              s.projection.leftCols(width), s.packed_rhs);
+    for (int t = t0, first = 0; t < t1; ++t) {
+      const int b = batch.active(t);
+      auto gates = s.projection.middleCols(first, b);
+      // One GEMM per step for the whole batch (h is zero at t = 0).
+      if (lstm_) {
+        if (t > 0) {
+          layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), gates, s.packed_rhs);
+        }
+        kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
+      } else {
+        s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
+        if (t > 0) {
+          layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
+                                    s.packed_rhs);
+        }
+        kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(),
+                          H, H, b, t == 0);
+      }
+      for (int i = 0; i < b; ++i) {
+        std::copy_n(
+            s.h.col(i).data(), H,
+            out.col(s.columns[first0 + first + i]).data() + row0 + d * H);
+      }
+      first += b;
+    }
+    t0 = t1;
+    first0 += width;
   }
 }
 

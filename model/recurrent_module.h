@@ -98,6 +98,8 @@ class RecurrentModule {
   double Flops(int64_t tokens) const;
 
  private:
+  // Tokens per input-projection GEMM in RunDirection (see there).
+  static constexpr int kChunkColumns = 64;
   struct Layer {
     int input_size = 0;
     PackedMatrix w_ih[2];     // [G*H x input], packed once at load
