@@ -30,7 +30,7 @@ void BM_Gemm(benchmark::State& state, const KernelTable* k, int rows, int cols,
   std::vector<float> scratch(k->gemm_scratch_floats(cols, n));
   for (auto _ : state) {
     k->gemm(packed.data(), rows, cols, x.data(), cols, n, out.data(), rows,
-            scratch.data());
+            nullptr, scratch.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }

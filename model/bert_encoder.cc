@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "model/parallel_runner.h"
@@ -140,16 +139,8 @@ void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
     for (int c = c0; c < c1; c += kColumnBlock) {
       const int width = std::min(kColumnBlock, c1 - c);
       Eigen::Ref<Eigen::MatrixXf> block = out->block(first, c, count, width);
-      for (int j = 0; j < width; ++j) {
-        std::memcpy(block.col(j).data(), d.bias.data() + first,
-                    sizeof(float) * count);
-      }
-      if (count == d.rows) {
-        d.weight.MultiplyAdd(in.middleCols(c, width), block, s.rhs[part]);
-      } else {
-        d.weight.MultiplyAddRows(first, count, in.middleCols(c, width), block,
-                                 s.rhs[part]);
-      }
+      d.weight.AffineRows(first, count, in.middleCols(c, width),
+                          d.bias.data() + first, block, s.rhs[part]);
       if (gelu) {
         for (int j = 0; j < width; ++j) {
           kernels_->gelu(block.col(j).data(), count);
@@ -215,7 +206,7 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
                                         kernels_->gemm_scratch_floats(d, len)));
       scores.setZero(len, len);
       kernels_->gemm(packed.data(), len, d, q, ld, len, scores.data(), len,
-                     rhs.data());
+                     nullptr, rhs.data());
       kernels_->softmax_columns(scores.data(), len, len, len, scale);
       // context_t = sum_j p(j, t) v_j: V [d x len] packed, times P.
       packed.resize(kernels_->packed_floats(d, len));
@@ -225,7 +216,7 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
       float* out = s.context.data() + off * h + head * d;
       for (int t = 0; t < len; ++t) std::fill_n(out + t * h, d, 0.0f);
       kernels_->gemm(packed.data(), d, len, scores.data(), len, len, out, h,
-                     rhs.data());
+                     nullptr, rhs.data());
     }
   }
 }

@@ -29,9 +29,12 @@ struct KernelTable {
   // Floats of scratch gemm() needs for a right-hand side of n columns.
   size_t (*gemm_scratch_floats)(int cols, int n);
   // out[:, j] += W x[:, j] for j < n. Column j of x is x + j * ldx (cols
-  // floats), column j of out is out + j * ldo (rows floats).
+  // floats), column j of out is out + j * ldo (rows floats). With `bias`
+  // (rows floats), out[:, j] = bias + W x[:, j] instead: out's old values
+  // are not read.
   void (*gemm)(const float* packed, int rows, int cols, const float* x,
-               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, float* scratch);
+               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
+               const float* bias, float* scratch);
 
   // One LSTM step over b columns, gates in PyTorch's i, f, g, o order:
   // c = s(f) c + s(i) tanh(g); h = s(o) tanh(c). gates: [4H] per column,
@@ -79,7 +82,8 @@ struct ReducedGemm {
                int rows, int cols, void* dst);
   size_t (*scratch_bytes)(int cols, int n);
   void (*gemm)(const void* packed, int rows, int cols, const float* x,
-               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, void* scratch);
+               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
+               const float* bias, void* scratch);
 };
 
 // One table per level compiled into this build (see model/CMakeLists.txt).

@@ -78,7 +78,8 @@ size_t ScratchBytes(int cols, int n) {
 template <int P, int NR>
 inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
                         const uint32_t* __restrict xs, int pairs,
-                        float* __restrict out, ptrdiff_t ldo, int rows) {
+                        float* __restrict out, ptrdiff_t ldo,
+                        const float* __restrict bias, int rows) {
   __m512 acc[P][NR][kMv];
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p)
@@ -111,14 +112,17 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
         const int first = p * kPanel + m * kLanes;
         if (first >= rows) break;
         float* o = out + j * ldo + first;
+        // With a bias, out = bias + the product; else out += the product.
+        const float* base = bias != nullptr ? bias + first : o;
         if (rows - first >= kLanes) {
-          _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[p][j][m]));
+          _mm512_storeu_ps(o,
+                           _mm512_add_ps(_mm512_loadu_ps(base), acc[p][j][m]));
         } else {
           const __mmask16 mask =
               static_cast<__mmask16>((1u << (rows - first)) - 1);
           _mm512_mask_storeu_ps(
               o, mask,
-              _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[p][j][m]));
+              _mm512_add_ps(_mm512_maskz_loadu_ps(mask, base), acc[p][j][m]));
         }
       }
     }
@@ -127,53 +131,57 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
 
 template <int NR>
 void Group(const uint32_t* packed, int rows, int cols, const uint32_t* xs,
-           float* out, ptrdiff_t ldo) {
+           float* out, ptrdiff_t ldo, const float* bias) {
   constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
   const ptrdiff_t stride = static_cast<ptrdiff_t>(kPanel) * Pairs(cols);
   int r0 = 0;
   for (; r0 + kP * kPanel <= rows; r0 += kP * kPanel) {
     MicroKernel<kP, NR>(packed + (r0 / kPanel) * stride, stride, xs,
-                        Pairs(cols), out + r0, ldo, kP * kPanel);
+                        Pairs(cols), out + r0, ldo,
+                        bias != nullptr ? bias + r0 : nullptr, kP * kPanel);
   }
   for (; r0 < rows; r0 += kPanel) {
     const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
     MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, Pairs(cols),
-                       out + r0, ldo, left);
+                       out + r0, ldo, bias != nullptr ? bias + r0 : nullptr,
+                       left);
   }
 }
 
 void GroupOfWidth(int nr, const uint32_t* packed, int rows, int cols,
-                  const uint32_t* xs, float* out, ptrdiff_t ldo) {
+                  const uint32_t* xs, float* out, ptrdiff_t ldo,
+                  const float* bias) {
   switch (nr) {
     case 1:
-      return Group<1>(packed, rows, cols, xs, out, ldo);
+      return Group<1>(packed, rows, cols, xs, out, ldo, bias);
     case 2:
-      return Group<2>(packed, rows, cols, xs, out, ldo);
+      return Group<2>(packed, rows, cols, xs, out, ldo, bias);
     case 3:
-      return Group<3>(packed, rows, cols, xs, out, ldo);
+      return Group<3>(packed, rows, cols, xs, out, ldo, bias);
     case 4:
-      return Group<4>(packed, rows, cols, xs, out, ldo);
+      return Group<4>(packed, rows, cols, xs, out, ldo, bias);
     case 5:
-      return Group<5>(packed, rows, cols, xs, out, ldo);
+      return Group<5>(packed, rows, cols, xs, out, ldo, bias);
     case 6:
-      return Group<6>(packed, rows, cols, xs, out, ldo);
+      return Group<6>(packed, rows, cols, xs, out, ldo, bias);
     case 7:
-      return Group<7>(packed, rows, cols, xs, out, ldo);
+      return Group<7>(packed, rows, cols, xs, out, ldo, bias);
     case 8:
-      return Group<8>(packed, rows, cols, xs, out, ldo);
+      return Group<8>(packed, rows, cols, xs, out, ldo, bias);
     case 9:
-      return Group<9>(packed, rows, cols, xs, out, ldo);
+      return Group<9>(packed, rows, cols, xs, out, ldo, bias);
     case 10:
-      return Group<10>(packed, rows, cols, xs, out, ldo);
+      return Group<10>(packed, rows, cols, xs, out, ldo, bias);
     case 11:
-      return Group<11>(packed, rows, cols, xs, out, ldo);
+      return Group<11>(packed, rows, cols, xs, out, ldo, bias);
     case 12:
-      return Group<12>(packed, rows, cols, xs, out, ldo);
+      return Group<12>(packed, rows, cols, xs, out, ldo, bias);
   }
 }
 
 void Gemm(const void* packed_void, int rows, int cols, const float* x,
-          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, void* scratch) {
+          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
+          void* scratch) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const uint32_t* packed = static_cast<const uint32_t*>(packed_void);
   const int pairs = Pairs(cols);
@@ -194,7 +202,7 @@ void Gemm(const void* packed_void, int rows, int cols, const float* x,
     const uint32_t* xs = static_cast<const uint32_t*>(scratch);
     for (int g = 0; g < width; g += kNr) {
       const int nr = width - g < kNr ? width - g : kNr;
-      GroupOfWidth(nr, packed, rows, cols, xs, out + (j0 + g) * ldo, ldo);
+      GroupOfWidth(nr, packed, rows, cols, xs, out + (j0 + g) * ldo, ldo, bias);
       xs += static_cast<ptrdiff_t>(nr) * pairs;
     }
   }

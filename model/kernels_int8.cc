@@ -168,7 +168,8 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
                         const uint32_t* __restrict xs, int quads,
                         const float* __restrict col_scale,
                         const int32_t* __restrict col_zero,
-                        float* __restrict out, ptrdiff_t ldo, int rows) {
+                        float* __restrict out, ptrdiff_t ldo,
+                        const float* __restrict bias, int rows) {
   __m512i acc[P][NR][kMv];
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p)
@@ -215,10 +216,12 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
         const __m512 factor =
             _mm512_mul_ps(scale, _mm512_set1_ps(col_scale[j]));
         float* o = out + j * ldo + first;
+        // With a bias, out = bias + the product; else out += the product.
+        const float* base = bias != nullptr ? bias + first : o;
         _mm512_mask_storeu_ps(
             o, mask,
             _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), factor,
-                            _mm512_maskz_loadu_ps(mask, o)));
+                            _mm512_maskz_loadu_ps(mask, base)));
       }
     }
   }
@@ -227,29 +230,32 @@ inline void MicroKernel(const uint32_t* __restrict a, ptrdiff_t panel_stride,
 template <int NR>
 void Group(const uint32_t* packed, int rows, int cols, const uint32_t* xs,
            const float* col_scale, const int32_t* col_zero, float* out,
-           ptrdiff_t ldo) {
+           ptrdiff_t ldo, const float* bias) {
   constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
   const ptrdiff_t stride = PanelWords(cols);
   int r0 = 0;
   for (; r0 + kP * kPanel <= rows; r0 += kP * kPanel) {
     MicroKernel<kP, NR>(packed + (r0 / kPanel) * stride, stride, xs,
                         Quads(cols), col_scale, col_zero, out + r0, ldo,
-                        kP * kPanel);
+                        bias != nullptr ? bias + r0 : nullptr, kP * kPanel);
   }
   for (; r0 < rows; r0 += kPanel) {
     const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
     MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, Quads(cols),
-                       col_scale, col_zero, out + r0, ldo, left);
+                       col_scale, col_zero, out + r0, ldo,
+                       bias != nullptr ? bias + r0 : nullptr, left);
   }
 }
 
 void GroupOfWidth(int nr, const uint32_t* packed, int rows, int cols,
                   const uint32_t* xs, const float* col_scale,
-                  const int32_t* col_zero, float* out, ptrdiff_t ldo) {
+                  const int32_t* col_zero, float* out, ptrdiff_t ldo,
+                  const float* bias) {
   switch (nr) {
-#define CTXEMBED_INT8_CASE(N) \
-  case N:                     \
-    return Group<N>(packed, rows, cols, xs, col_scale, col_zero, out, ldo);
+#define CTXEMBED_INT8_CASE(N)                                              \
+  case N:                                                                  \
+    return Group<N>(packed, rows, cols, xs, col_scale, col_zero, out, ldo, \
+                    bias);
     CTXEMBED_INT8_CASE(1)
     CTXEMBED_INT8_CASE(2)
     CTXEMBED_INT8_CASE(3)
@@ -267,7 +273,8 @@ void GroupOfWidth(int nr, const uint32_t* packed, int rows, int cols,
 }
 
 void Gemm(const void* packed_void, int rows, int cols, const float* x,
-          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, void* scratch) {
+          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
+          void* scratch) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const uint32_t* packed = static_cast<const uint32_t*>(packed_void);
   const int quads = Quads(cols);
@@ -292,7 +299,7 @@ void Gemm(const void* packed_void, int rows, int cols, const float* x,
     for (int g = 0; g < width; g += kNr) {
       const int nr = width - g < kNr ? width - g : kNr;
       GroupOfWidth(nr, packed, rows, cols, xs, col_scale + g, col_zero + g,
-                   out + (j0 + g) * ldo, ldo);
+                   out + (j0 + g) * ldo, ldo, bias);
       xs += static_cast<ptrdiff_t>(nr) * quads;
     }
   }

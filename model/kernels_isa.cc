@@ -153,10 +153,13 @@ size_t GemmScratchFloats(int cols, int n) {
 // out (P panels x NR columns) += panels * xs. `a` is the first panel, the
 // next ones follow `panel_stride` floats apart; `rows` of the P * kPanel
 // rows are real (the last panel of W may be partial).
+// With `bias` (rows floats), out = bias + panels * xs instead: out's old
+// values are not read.
 template <int P, int NR>
 inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
                         const float* __restrict xs, int depth,
-                        float* __restrict out, ptrdiff_t ldo, int rows) {
+                        float* __restrict out, ptrdiff_t ldo,
+                        const float* __restrict bias, int rows) {
   Vec acc[P][NR][kMv];
 #pragma GCC unroll 16
   for (int p = 0; p < P; ++p)
@@ -187,8 +190,9 @@ inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
       for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
         for (int m = 0; m < kMv; ++m) {
-          float* o = out + j * ldo + p * kPanel + m * kLanes;
-          Store(o, Load(o) + acc[p][j][m]);
+          const int r = p * kPanel + m * kLanes;
+          float* o = out + j * ldo + r;
+          Store(o, (bias != nullptr ? Load(bias + r) : Load(o)) + acc[p][j][m]);
         }
     return;
   }
@@ -199,7 +203,9 @@ inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
         if (first >= rows) break;
         const int count = rows - first < kLanes ? rows - first : kLanes;
         float* o = out + j * ldo + first;
-        StorePartial(o, LoadPartial(o, count) + acc[p][j][m], count);
+        const Vec base = bias != nullptr ? LoadPartial(bias + first, count)
+                                         : LoadPartial(o, count);
+        StorePartial(o, base + acc[p][j][m], count);
       }
     }
   }
@@ -210,61 +216,65 @@ inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
 // than one panel gives).
 template <int P, int NR>
 void PanelsTimesGroup(const float* packed, int rows, int cols, const float* xs,
-                      float* out, ptrdiff_t ldo) {
+                      float* out, ptrdiff_t ldo, const float* bias) {
   const ptrdiff_t stride = static_cast<ptrdiff_t>(kPanel) * cols;
   int r0 = 0;
   for (; r0 + P * kPanel <= rows; r0 += P * kPanel) {
     MicroKernel<P, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
-                       out + r0, ldo, P * kPanel);
+                       out + r0, ldo, bias != nullptr ? bias + r0 : nullptr,
+                       P * kPanel);
   }
   for (; r0 < rows; r0 += kPanel) {
     const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
     MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
-                       out + r0, ldo, left);
+                       out + r0, ldo, bias != nullptr ? bias + r0 : nullptr,
+                       left);
   }
 }
 
 template <int NR>
 void Group(const float* packed, int rows, int cols, const float* xs, float* out,
-           ptrdiff_t ldo) {
+           ptrdiff_t ldo, const float* bias) {
   constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
-  PanelsTimesGroup<kP, NR>(packed, rows, cols, xs, out, ldo);
+  PanelsTimesGroup<kP, NR>(packed, rows, cols, xs, out, ldo, bias);
 }
 
 void GroupOfWidth(int nr, const float* packed, int rows, int cols,
-                  const float* xs, float* out, ptrdiff_t ldo) {
+                  const float* xs, float* out, ptrdiff_t ldo,
+                  const float* bias) {
   switch (nr) {
     case 1:
-      return Group<1>(packed, rows, cols, xs, out, ldo);
+      return Group<1>(packed, rows, cols, xs, out, ldo, bias);
     case 2:
-      return Group<2>(packed, rows, cols, xs, out, ldo);
+      return Group<2>(packed, rows, cols, xs, out, ldo, bias);
     case 3:
-      return Group<3>(packed, rows, cols, xs, out, ldo);
+      return Group<3>(packed, rows, cols, xs, out, ldo, bias);
     case 4:
-      return Group<4>(packed, rows, cols, xs, out, ldo);
+      return Group<4>(packed, rows, cols, xs, out, ldo, bias);
     case 5:
-      return Group<5>(packed, rows, cols, xs, out, ldo);
+      return Group<5>(packed, rows, cols, xs, out, ldo, bias);
     case 6:
-      return Group<6>(packed, rows, cols, xs, out, ldo);
+      return Group<6>(packed, rows, cols, xs, out, ldo, bias);
 #if defined(__AVX512F__)
     case 7:
-      return Group<7>(packed, rows, cols, xs, out, ldo);
+      return Group<7>(packed, rows, cols, xs, out, ldo, bias);
     case 8:
-      return Group<8>(packed, rows, cols, xs, out, ldo);
+      return Group<8>(packed, rows, cols, xs, out, ldo, bias);
     case 9:
-      return Group<9>(packed, rows, cols, xs, out, ldo);
+      return Group<9>(packed, rows, cols, xs, out, ldo, bias);
     case 10:
-      return Group<10>(packed, rows, cols, xs, out, ldo);
+      return Group<10>(packed, rows, cols, xs, out, ldo, bias);
     case 11:
-      return Group<11>(packed, rows, cols, xs, out, ldo);
+      return Group<11>(packed, rows, cols, xs, out, ldo, bias);
     case 12:
-      return Group<12>(packed, rows, cols, xs, out, ldo);
+      return Group<12>(packed, rows, cols, xs, out, ldo, bias);
 #endif
   }
 }
 
 void Gemm(const float* packed, int rows, int cols, const float* x,
-          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, float* scratch) {
+          ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
+          float* scratch) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const ptrdiff_t chunk = ChunkColumns(cols, n);
   const int block_rows = BlockRows(cols);
@@ -287,8 +297,8 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
       const float* xs = scratch;
       for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
         const int nr = GroupWidth(width, groups, q);
-        GroupOfWidth(nr, block, nrows, cols, xs, out + (j0 + g) * ldo + r0,
-                     ldo);
+        GroupOfWidth(nr, block, nrows, cols, xs, out + (j0 + g) * ldo + r0, ldo,
+                     bias != nullptr ? bias + r0 : nullptr);
         xs += static_cast<ptrdiff_t>(nr) * cols;
       }
     }

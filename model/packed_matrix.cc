@@ -80,8 +80,36 @@ void PackedMatrix::MultiplyAddRows(int first, int count,
                                    const Eigen::Ref<const Eigen::MatrixXf>& x,
                                    Eigen::Ref<Eigen::MatrixXf> out,
                                    Eigen::VectorXf& rhs_scratch) const {
+  Run(first, count, x, nullptr, out, rhs_scratch);
+}
+
+void PackedMatrix::Affine(const Eigen::Ref<const Eigen::MatrixXf>& x,
+                          const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
+                          Eigen::VectorXf& rhs_scratch) const {
+  Run(0, static_cast<int>(rows_), x, bias, out, rhs_scratch);
+}
+
+void PackedMatrix::AffineRows(int first, int count,
+                              const Eigen::Ref<const Eigen::MatrixXf>& x,
+                              const float* bias,
+                              Eigen::Ref<Eigen::MatrixXf> out,
+                              Eigen::VectorXf& rhs_scratch) const {
+  Run(first, count, x, bias, out, rhs_scratch);
+}
+
+void PackedMatrix::Run(int first, int count,
+                       const Eigen::Ref<const Eigen::MatrixXf>& x,
+                       const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
+                       Eigen::VectorXf& rhs_scratch) const {
   const Eigen::Index n = x.cols();
-  if (n == 0 || count == 0 || cols_ == 0) return;
+  if (n == 0 || count == 0) return;
+  if (cols_ == 0) {
+    // An empty product: out is the bias (or unchanged).
+    if (bias != nullptr) {
+      out.colwise() = Eigen::Map<const Eigen::VectorXf>(bias, count);
+    }
+    return;
+  }
   const int cols = static_cast<int>(cols_);
   if (reduced_ != nullptr) {
     const size_t need = (reduced_->scratch_bytes(cols, n) + 3) / 4;
@@ -92,7 +120,7 @@ void PackedMatrix::MultiplyAddRows(int first, int count,
                           reduced_->packed_bytes(1, cols);
     reduced_->gemm(reinterpret_cast<const char*>(packed_.data()) + offset,
                    count, cols, x.data(), x.outerStride(), n, out.data(),
-                   out.outerStride(), rhs_scratch.data());
+                   out.outerStride(), bias, rhs_scratch.data());
     return;
   }
   const size_t need = kernels_->gemm_scratch_floats(cols, n);
@@ -101,7 +129,7 @@ void PackedMatrix::MultiplyAddRows(int first, int count,
   // first * cols.
   kernels_->gemm(packed_.data() + static_cast<size_t>(first) * cols_, count,
                  cols, x.data(), x.outerStride(), n, out.data(),
-                 out.outerStride(), rhs_scratch.data());
+                 out.outerStride(), bias, rhs_scratch.data());
 }
 
 }  // namespace ctxembed

@@ -73,7 +73,24 @@ class PackedMatrix {
                        Eigen::Ref<Eigen::MatrixXf> out,
                        Eigen::VectorXf& rhs_scratch) const;
 
+  // out = W * x + bias (bias: rows() floats, added to every column), in the
+  // kernel's store: out's old values are not read, and bias and product
+  // make one pass over out. AffineRows: rows [first, first + count) of it,
+  // `bias` pointing at the bias of row `first`.
+  void Affine(const Eigen::Ref<const Eigen::MatrixXf>& x, const float* bias,
+              Eigen::Ref<Eigen::MatrixXf> out,
+              Eigen::VectorXf& rhs_scratch) const;
+  void AffineRows(int first, int count,
+                  const Eigen::Ref<const Eigen::MatrixXf>& x, const float* bias,
+                  Eigen::Ref<Eigen::MatrixXf> out,
+                  Eigen::VectorXf& rhs_scratch) const;
+
  private:
+  // MultiplyAddRows with bias null, AffineRows otherwise.
+  void Run(int first, int count, const Eigen::Ref<const Eigen::MatrixXf>& x,
+           const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
+           Eigen::VectorXf& rhs_scratch) const;
+
   Eigen::Index rows_ = 0, cols_ = 0;
   const KernelTable* kernels_ = nullptr;
   Precision precision_ = Precision::kFp32;

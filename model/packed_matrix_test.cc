@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "model/cpu_info.h"
 
@@ -188,6 +191,51 @@ TEST(PackedMatrixTest, Int8FollowsTheDynamicQuantizationScheme) {
   }
   // On a CPU with AVX512_VNNI the kernel itself was checked.
   EXPECT_EQ(kernel_ran, CpuHasVnni());
+}
+
+// Affine (bias in the kernel's store) equals the bias copied into out and
+// MultiplyAdd, bit for bit (the same sum in the same order), on every
+// kernel level and precision, whole and by row ranges; out's old values,
+// NaN here, are never read.
+TEST(PackedMatrixTest, AffineEqualsBiasPlusMultiplyAddExactly) {
+  std::vector<std::pair<const KernelTable*, Precision>> cases;
+  for (const KernelTable* k : SupportedKernels()) {
+    for (Precision p : {Precision::kFp32, Precision::kBf16, Precision::kInt8}) {
+      cases.emplace_back(k, p);
+    }
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& [k, precision] : cases) {
+    for (const auto& [rows, depth, n] : {std::tuple{1, 1, 1},
+                                         {33, 7, 5},
+                                         {100, 37, 29},
+                                         {1024, 100, 130},
+                                         {0, 5, 3},
+                                         {7, 0, 2}}) {
+      const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, depth);
+      const Eigen::MatrixXf x = Eigen::MatrixXf::Random(depth, n);
+      const Eigen::VectorXf bias = Eigen::VectorXf::Random(rows);
+      const PackedMatrix packed(w, *k, precision);
+      Eigen::VectorXf scratch;
+      Eigen::MatrixXf want(rows, n);
+      want.colwise() = bias;
+      packed.MultiplyAdd(x, want, scratch);
+      Eigen::MatrixXf got = Eigen::MatrixXf::Constant(rows, n, nan);
+      packed.Affine(x, bias.data(), got, scratch);
+      EXPECT_EQ(got, want) << k->isa << " precision "
+                           << static_cast<int>(precision) << " " << rows << "x"
+                           << depth << " * " << n;
+      const int align = packed.row_alignment();
+      if (align == 0) continue;
+      for (int first = 0; first < rows; first += align) {
+        const int count = std::min(rows - first, align + 3);
+        Eigen::MatrixXf part = Eigen::MatrixXf::Constant(count, n, nan);
+        packed.AffineRows(first, count, x, bias.data() + first, part, scratch);
+        EXPECT_EQ(part, want.middleRows(first, count))
+            << k->isa << " rows from " << first;
+      }
+    }
+  }
 }
 
 TEST(PackedMatrixTest, RoundToInt8RowsUsesOneStepPerRow) {

@@ -121,10 +121,9 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
     for (int k = 0; k < width; ++k) {
       std::copy_n(in.col(s.columns[first0 + k]).data(), in.rows(),
                   s.step_input.col(k).data());
-      std::copy_n(bias, GH, s.projection.col(k).data());
     }
-    layer.w_ih[d].MultiplyAdd(s.step_input.leftCols(width),
-                              s.projection.leftCols(width), s.packed_rhs);
+    layer.w_ih[d].Affine(s.step_input.leftCols(width), bias,
+                         s.projection.leftCols(width), s.packed_rhs);
     for (int t = t0, first = 0; t < t1; ++t) {
       const int b = batch.active(t);
       auto gates = s.projection.middleCols(first, b);
@@ -135,10 +134,11 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
         }
         kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
       } else {
-        s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
         if (t > 0) {
-          layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), s.hidden_gates.leftCols(b),
-                                    s.packed_rhs);
+          layer.w_hh[d].Affine(s.h.leftCols(b), layer.b_hh[d].data(),
+                               s.hidden_gates.leftCols(b), s.packed_rhs);
+        } else {
+          s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
         }
         kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(),
                           H, H, b, t == 0);
