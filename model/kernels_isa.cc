@@ -125,10 +125,15 @@ void Pack(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride, int rows,
   }
 }
 
+// Columns per chunk of the right-hand side: at most kRhsChunkFloats of it,
+// the chunks of n as even as that allows (64 columns of depth 512 are two
+// chunks of 32, not 60 and a narrow 4).
 ptrdiff_t ChunkColumns(int cols, int n) {
-  ptrdiff_t chunk = kRhsChunkFloats / (cols > 0 ? cols : 1) / kNr * kNr;
-  if (chunk < kNr) chunk = kNr;
-  return chunk < n ? chunk : n;
+  ptrdiff_t most = kRhsChunkFloats / (cols > 0 ? cols : 1) / kNr * kNr;
+  if (most < kNr) most = kNr;
+  if (n <= most) return n;
+  const ptrdiff_t chunks = (n + most - 1) / most;
+  return (n + chunks - 1) / chunks;
 }
 
 // Rows of W (whole panels) per block of Gemm: kWBlockFloats of packed W.
