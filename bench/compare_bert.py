@@ -336,11 +336,20 @@ def write_report(rows, args, sgemm_gflops, quality):
                       "int8: batch 32 worst %s; batch 1 worst %s." % (
                           verdict(worst("int8_vs_ort_int8", 32), 1.2),
                           verdict(worst("int8_vs_ort_int8", 1), 1.3))]
+        # The fp32 targets against the machine's ceiling: the share of the
+        # sgemm rate ONNX Runtime reaches, times the target ratio.
+        need = ["%s tokens, batch %d: ONNX Runtime at %.0f%%, so %.1fx needs "
+                "%.0f%%" % (r["tokens"], r["batch"], 100 * share, t,
+                            100 * t * share)
+                for r in rows if not r["mixed"]
+                for t in [1.2 if r["batch"] == 32 else 1.3]
+                for share in [r["ctxembed_gflops"] * r["vs_ort"] / sgemm_gflops]]
         lines += ["- Where ONNX Runtime itself runs near the sgemm ceiling, "
                   "1.2x of it in fp32 would need more than the machine's fp32 "
-                  "rate; ctxembed's fp32 lead comes from no padding (the "
-                  "mixed-length row) and from lower overhead per step (batch 1, "
-                  "short sentences)."]
+                  "rate (%s of the sgemm rate); ctxembed's fp32 lead comes "
+                  "from no padding (the mixed-length row) and from lower "
+                  "overhead per step (batch 1, short sentences)."
+                  % "; ".join(need)]
     compare_torch.write_section(os.path.join(out_dir, "encoders.md"),
                                 compare_torch.TRANSFORMER_MARK, lines)
 

@@ -578,6 +578,11 @@ def targets(rows, ratio, what, sgemm_gflops):
                 share = b32["ctxembed_gflops"] / sgemm_gflops
                 line += "; %.0f%% of the sgemm rate (target 90%%: %s)" % (
                     100 * share, "met" if share >= 0.9 else "NOT met")
+                # How far the target is from the machine's ceiling.
+                ort_share = share * b32[ratio]
+                line += ("; ONNX Runtime itself runs at %.0f%% of the sgemm "
+                         "rate, so 1.1x of it needs %.0f%%"
+                         % (100 * ort_share, 110 * ort_share))
             out.append(line)
     worst = min(rows, key=lambda r: r[ratio])
     out.append("- ctxembed %s, slowest case against ONNX Runtime: %s input %d, "
