@@ -55,6 +55,9 @@ import export_torch  # noqa: E402
 from torch_encoder import TorchEncoder  # noqa: E402
 
 ORT_TIMER = os.path.join(ROOT, "bench", "ort", "time_ort.js")
+# Interleaved rounds per case, the best median of each side kept: this
+# machine's run-to-run noise is 10-30%.
+ROUNDS = 3
 HAVE_ORT = os.path.isdir(os.path.join(ROOT, "bench", "ort", "node_modules",
                                       "onnxruntime-node"))
 VOCAB = ["<unk>"] + ["t%d" % i for i in range(999)]
@@ -303,7 +306,7 @@ def main():
             # machine has 10-30% run-to-run noise.
             t = o = None
             c = {}
-            for _ in range(2):
+            for _ in range(ROUNDS):
                 t1 = time_torch(enc, batch, tokens, min_s / 2, lengths)
                 t = t1 if t is None else min(t, t1)
                 if HAVE_ORT:
@@ -422,12 +425,13 @@ def write_report(rows, args, sgemm_gflops, quality):
         "2 intra-op threads, all graph optimizations, model from "
         "torch.onnx.export opset 14; for mixed lengths a masked graph, exact, "
         "see the script); ctxembed at the kernel level it chooses here (%s)%s. "
-        "Rounds are interleaved; each figure is the better of two medians of "
+        "%d rounds are interleaved; each figure is the best of their medians of "
         "repeated batches; expect 10-30%% run-to-run noise on this machine."
         % (" --quick" if args.quick else "", time.strftime("%Y-%m-%d"),
            cpu_name(), cpu_level(), os.cpu_count(), torch.__version__,
            "1.20.1" if HAVE_ORT else "(not installed: column empty)", isa,
-           " and at v3 (AVX2, FMA; `--cpu_isa=v3`)" if has_v3 else ""),
+           " and at v3 (AVX2, FMA; `--cpu_isa=v3`)" if has_v3 else "",
+           ROUNDS),
         "",
         "GFLOP/s counts 2 flops per multiply-add of the recurrent GEMMs (real "
         "tokens only); the ceiling is the machine's sgemm rate measured in "

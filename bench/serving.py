@@ -286,11 +286,13 @@ def write(results, capacity, args):
             on["mean_batch"], on["sentences_per_s"],
             100 * on["sentences_per_s"] / model["sentences_per_s"]),
         "- CPU during run 1 (of %d cores): the server %.2f cores, the load "
-        "generator %.2f. Per core of server CPU, end to end serves %.0f "
-        "sentences/s against the model alone's %.0f (both cores), **%.0f%%**: "
-        "the rest of the gap above is the load generator's share of the "
-        "machine." % (
+        "generator %.2f, idle %.2f. Per core of server CPU, end to end serves "
+        "%.0f sentences/s against the model alone's %.0f (both cores), "
+        "**%.0f%%**: the rest of the gap above is CPU the server did not get "
+        "(the load generator's and the idle share)." % (
             os.cpu_count(), on["server_cores"], on["loadgen_cores"],
+            max(0.0, os.cpu_count() - on["server_cores"] -
+                on["loadgen_cores"]),
             on["sentences_per_s"] / on["server_cores"],
             model["sentences_per_s"] / os.cpu_count(),
             100 * (on["sentences_per_s"] / on["server_cores"]) /
