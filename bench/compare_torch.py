@@ -243,6 +243,24 @@ def measure_sgemm_gflops():
     return float(out.stdout)
 
 
+def measure_kernel_peak(build, level):
+    """GFLOP/s of ctxembed's own GEMM kernel at `level` on its best shape
+    (bench/gemm_bench, one core, the best of 3) times 2 cores: nearer the
+    machine's FMA peak than OpenBLAS's sgemm, which the fastest runtimes
+    exceed here. None without gemm_bench."""
+    binary = os.path.join(build, "bench", "gemm_bench")
+    if not os.path.exists(binary):
+        return None
+    out = subprocess.run(
+        [binary, "--benchmark_filter=^%s/bert_ffn_in_t512$" % level,
+         "--benchmark_min_time=0.5", "--benchmark_repetitions=3",
+         "--benchmark_format=json"],
+        capture_output=True, text=True, check=True)
+    runs = [b["GFLOP/s"] for b in json.loads(out.stdout)["benchmarks"]
+            if b.get("run_type") == "iteration"]
+    return 2 * max(runs) / 1e9 if runs else None
+
+
 def flops(input_size, layers, kind, total_tokens):
     h, gates, total = 256, 4 if kind == "lstm" else 3, 0.0
     for k in range(layers):
@@ -461,7 +479,13 @@ def write_report(rows, args, sgemm_gflops, quality):
                 r["v3_ms"], "%.2fx" % r["v3_vs_ort"] if r["v3_vs_ort"] else "-")
         lines.append(line)
     lines += ["", "## Targets against ONNX Runtime (fp32)", ""]
-    lines += targets(rows, "vs_ort", "at %s" % isa, sgemm_gflops)
+    peak = measure_kernel_peak(args.build, isa)
+    if peak:
+        lines += ["The kernel peak: ctxembed's GEMM kernel alone at %s on its "
+                  "best shape (`bench/gemm_bench`, one core) times 2 cores, "
+                  "%.0f GFLOP/s; OpenBLAS's sgemm rate is below it, and ONNX "
+                  "Runtime can exceed that rate." % (isa, peak), ""]
+    lines += targets(rows, "vs_ort", "at %s" % isa, sgemm_gflops, peak)
     if has_v3:
         lines += [""] + targets(rows, "v3_vs_ort", "at v3 (AVX2)", None)
     lines += ["", "## Reduced precision: bf16 and int8 (`\"precision\"` in "
@@ -560,7 +584,7 @@ def cpu_level():
     return out.stdout.strip() or "?"
 
 
-def targets(rows, ratio, what, sgemm_gflops):
+def targets(rows, ratio, what, sgemm_gflops, peak_gflops=None):
     """Issue 11's fp32 targets against ONNX Runtime."""
     if not all(r[ratio] for r in rows):
         return ["- ONNX Runtime not measured (bench/ort/node_modules missing)"]
@@ -587,6 +611,10 @@ def targets(rows, ratio, what, sgemm_gflops):
                 line += ("; ONNX Runtime itself runs at %.0f%% of the sgemm "
                          "rate, so 1.1x of it needs %.0f%%"
                          % (100 * ort_share, 110 * ort_share))
+                if peak_gflops:
+                    ort_peak = ort_share * sgemm_gflops / peak_gflops
+                    line += (" (%.0f%% of the kernel peak, where ONNX Runtime "
+                             "is at %.0f%%)" % (110 * ort_peak, 100 * ort_peak))
             out.append(line)
     worst = min(rows, key=lambda r: r[ratio])
     out.append("- ctxembed %s, slowest case against ONNX Runtime: %s input %d, "

@@ -120,7 +120,8 @@ void InHalves(Part part, bool parallel = true) {
   ParallelRunner::Shared().Run([&] { part(0); }, [&] { part(1); });
 }
 
-// Below this many tokens, layer norms and attention run on one core.
+// Below this many tokens, layer norms and attention run on one core: the
+// hand-off to the other core costs more than half of the work.
 constexpr int kParallelTokens = 64;
 
 // Columns per step of a dense layer: bias, GEMM and activation run on one
@@ -171,15 +172,17 @@ void BertEncoder::AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
   const int cols = static_cast<int>(x->cols()), half = cols / 2;
   const int rows = static_cast<int>(x->rows());
   const float eps = static_cast<float>(config_.layer_norm_eps);
-  InHalves([&](int h) {
-    const int first = h == 0 ? 0 : half;
-    const int count = h == 0 ? half : cols - half;
-    if (count == 0) return;
-    kernels_->layer_norm_columns(
-        x->col(first).data(), rows,
-        residual.size() == 0 ? nullptr : residual.col(first).data(), rows, rows,
-        count, n.gamma.data(), n.beta.data(), eps);
-  });
+  InHalves(
+      [&](int h) {
+        const int first = h == 0 ? 0 : half;
+        const int count = h == 0 ? half : cols - half;
+        if (count == 0) return;
+        kernels_->layer_norm_columns(
+            x->col(first).data(), rows,
+            residual.size() == 0 ? nullptr : residual.col(first).data(), rows,
+            rows, count, n.gamma.data(), n.beta.data(), eps);
+      },
+      cols >= kParallelTokens);
 }
 
 void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
