@@ -336,10 +336,10 @@ def write_report(rows, args, sgemm_gflops, quality):
                       "int8: batch 32 worst %s; batch 1 worst %s." % (
                           verdict(worst("int8_vs_ort_int8", 32), 1.2),
                           verdict(worst("int8_vs_ort_int8", 1), 1.3))]
-        # The fp32 targets against the machine's ceiling: the share of the
-        # sgemm rate ONNX Runtime reaches, times the target ratio.
-        # Against the kernel peak (bench/gemm_bench x 2 cores) when there
-        # is one, else OpenBLAS's sgemm rate.
+        # The fp32 targets against the machine's ceiling (the kernel peak,
+        # bench/gemm_bench x 2 cores, when there is one, else OpenBLAS's
+        # sgemm rate): ONNX Runtime's share of it (ctxembed's rate over the
+        # ratio) times the target ratio.
         peak = compare_torch.measure_kernel_peak(args.build, rows[0]["isa"])
         ceiling = peak or sgemm_gflops
         need = ["%s tokens, batch %d: ONNX Runtime at %.0f%%, so %.1fx needs "
@@ -347,12 +347,11 @@ def write_report(rows, args, sgemm_gflops, quality):
                             100 * t * share)
                 for r in rows if not r["mixed"]
                 for t in [1.2 if r["batch"] == 32 else 1.3]
-                for share in [r["ctxembed_gflops"] * r["vs_ort"] / ceiling]]
-        lines += ["- Where ONNX Runtime itself runs near the machine's fp32 "
-                  "peak, 1.2x of it would need more than the peak (%s of %s); "
-                  "ctxembed's fp32 lead comes from no padding (the "
-                  "mixed-length row) and from lower overhead per step (batch "
-                  "1, short sentences)." % (
+                for share in [r["ctxembed_gflops"] / r["vs_ort"] / ceiling]]
+        lines += ["- What each fp32 target asks of the machine (%s of %s; "
+                  "above 100%% is out of reach on this machine). ctxembed's "
+                  "fp32 lead comes from no padding (the mixed-length row) and "
+                  "from lower overhead per step (batch 1, short sentences)." % (
                       "; ".join(need),
                       "the kernel peak, %.0f GFLOP/s (ctxembed's GEMM kernel "
                       "alone, `bench/gemm_bench`, one core, times 2)" % peak
