@@ -8,56 +8,25 @@
 //   build/bench/gemm_bench [--benchmark_filter=v4/]
 #include <benchmark/benchmark.h>
 
-#include <random>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "model/kernels.h"
+#include "model/packed_matrix.h"
 
 namespace ctxembed {
 namespace {
 
-void BM_Gemm(benchmark::State& state, const KernelTable* k, int rows, int cols,
-             int n) {
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> w(static_cast<size_t>(rows) * cols);
-  for (float& v : w) v = u(rng);
-  std::vector<float> packed(k->packed_floats(rows, cols));
-  k->pack(w.data(), cols, 1, rows, cols, packed.data());
-  std::vector<float> x(static_cast<size_t>(cols) * n);
-  for (float& v : x) v = u(rng);
-  std::vector<float> out(static_cast<size_t>(rows) * n);
-  std::vector<float> scratch(k->gemm_scratch_floats(cols, n));
+// W packed once by PackedMatrix (the encoders' own path) for the kernel
+// level and precision, then W x timed.
+void BM_Gemm(benchmark::State& state, const KernelTable* k, Precision precision,
+             int rows, int cols, int n) {
+  const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, cols);
+  const PackedMatrix packed(w, *k, precision);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(cols, n);
+  Eigen::MatrixXf out = Eigen::MatrixXf::Zero(rows, n);
+  Eigen::VectorXf scratch;
   for (auto _ : state) {
-    k->gemm(packed.data(), rows, cols, x.data(), cols, n, out.data(), rows,
-            nullptr, scratch.data());
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * rows * cols * n * state.iterations(), benchmark::Counter::kIsRate,
-      benchmark::Counter::kIs1000);
-}
-
-// The same for a reduced-precision kernel (bf16 or int8), packed from the
-// same fp32 weights.
-void BM_ReducedGemm(benchmark::State& state, const ReducedGemm* k, int rows,
-                    int cols, int n) {
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> w(static_cast<size_t>(rows) * cols);
-  for (float& v : w) v = u(rng);
-  std::vector<char> packed(k->packed_bytes(rows, cols));
-  k->pack(w.data(), cols, 1, rows, cols, packed.data());
-  std::vector<float> x(static_cast<size_t>(cols) * n);
-  for (float& v : x) v = u(rng);
-  std::vector<float> out(static_cast<size_t>(rows) * n);
-  std::vector<char> scratch(k->scratch_bytes(cols, n));
-  for (auto _ : state) {
-    k->gemm(packed.data(), rows, cols, x.data(), cols, n, out.data(), rows,
-            nullptr, scratch.data());
+    packed.MultiplyAdd(x, out, scratch);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -86,23 +55,22 @@ constexpr Shape kShapes[] = {
 };
 
 int Register() {
-  for (const KernelTable* k : SupportedKernels()) {
+  auto add = [](const std::string& prefix, const KernelTable* k,
+                Precision precision) {
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark((std::string(k->isa) + "/" + s.name).c_str(),
-                                   BM_Gemm, k, s.rows, s.cols, s.n);
+      benchmark::RegisterBenchmark((prefix + "/" + s.name).c_str(), BM_Gemm, k,
+                                   precision, s.rows, s.cols, s.n);
     }
-  }
+  };
+  for (const KernelTable* k : SupportedKernels())
+    add(k->isa, k, Precision::kFp32);
   // The reduced-precision kernels this CPU runs (multiply-adds counted as
   // in fp32, so the rates compare directly).
-  const std::pair<const char*, const ReducedGemm*> reduced[] = {
-      {"bf16", Bf16GemmIfSupported()},
-      {"int8", Int8GemmIfSupported(DefaultKernels())}};
-  for (const auto& [name, k] : reduced) {
-    if (k == nullptr) continue;
-    for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark((std::string(name) + "/" + s.name).c_str(),
-                                   BM_ReducedGemm, k, s.rows, s.cols, s.n);
-    }
+  if (Bf16GemmIfSupported() != nullptr) {
+    add("bf16", &DefaultKernels(), Precision::kBf16);
+  }
+  if (Int8GemmIfSupported(DefaultKernels()) != nullptr) {
+    add("int8", &DefaultKernels(), Precision::kInt8);
   }
   return 0;
 }
