@@ -152,7 +152,7 @@ inline int GroupWidth(int width, int groups, int q) {
 
 size_t GemmScratchFloats(int cols, int n) {
   const ptrdiff_t chunk = ChunkColumns(cols, n);
-  return static_cast<size_t>((chunk + kNr - 1) / kNr * kNr) * cols;
+  return static_cast<size_t>((chunk + kNr - 1) / kNr * kNr) * cols + kLanes;
 }
 
 // out (P panels x NR columns) += panels * xs. `a` is the first panel, the
@@ -277,6 +277,61 @@ void GroupOfWidth(int nr, const float* packed, int rows, int cols,
   }
 }
 
+// The kLanes x kLanes matrix of rows t[] transposed in place: log2(kLanes)
+// rounds of interleaving row i with row i + kLanes / 2 (a perfect shuffle
+// of the rows and of the lanes each round).
+inline void Transpose(Vec (&t)[kLanes]) {
+#if defined(__AVX512F__)
+  constexpr IVec kLow = {0, 16, 1, 17, 2, 18, 3, 19,
+                         4, 20, 5, 21, 6, 22, 7, 23};
+  constexpr IVec kHigh = {8,  24, 9,  25, 10, 26, 11, 27,
+                          12, 28, 13, 29, 14, 30, 15, 31};
+#elif defined(__AVX__)
+  constexpr IVec kLow = {0, 8, 1, 9, 2, 10, 3, 11};
+  constexpr IVec kHigh = {4, 12, 5, 13, 6, 14, 7, 15};
+#else
+  constexpr IVec kLow = {0, 4, 1, 5};
+  constexpr IVec kHigh = {2, 6, 3, 7};
+#endif
+  constexpr int kHalf = kLanes / 2;
+#pragma GCC unroll 4
+  for (int round = 1; round < kLanes; round *= 2) {
+    Vec u[kLanes];
+#pragma GCC unroll 16
+    for (int i = 0; i < kHalf; ++i) {
+      u[2 * i] = __builtin_shuffle(t[i], t[i + kHalf], kLow);
+      u[2 * i + 1] = __builtin_shuffle(t[i], t[i + kHalf], kHigh);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < kLanes; ++i) t[i] = u[i];
+  }
+}
+
+// Columns x[j * ldx + k] (j < nr) as cols k-major runs of nr floats. A
+// vector of k per column at a time, transposed in registers: reading the
+// columns element by element instead touches nr lines per k (with ldx a
+// multiple of 1 KB, lines that share a few L1 sets and evict one another)
+// and moves one float per instruction. Writes up to kLanes floats past
+// the end (GemmScratchFloats leaves room).
+void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
+  int k0 = 0;
+  if (nr <= kLanes) {
+    for (; k0 + kLanes <= cols; k0 += kLanes) {
+      Vec t[kLanes];
+#pragma GCC unroll 16
+      for (int j = 0; j < kLanes; ++j)
+        t[j] = j < nr ? Load(x + j * ldx + k0) : Vec{};
+      Transpose(t);
+      // Each store's lanes past nr are overwritten by the next one.
+#pragma GCC unroll 16
+      for (int k = 0; k < kLanes; ++k) Store(dst + k * nr, t[k]);
+      dst += kLanes * nr;
+    }
+  }
+  for (int k = k0; k < cols; ++k)
+    for (int j = 0; j < nr; ++j) *dst++ = x[j * ldx + k];
+}
+
 void Gemm(const float* packed, int rows, int cols, const float* x,
           ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
           float* scratch) {
@@ -290,8 +345,8 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
     const int groups = (width + kNr - 1) / kNr;
     for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
       const int nr = GroupWidth(width, groups, q);
-      for (int k = 0; k < cols; ++k)
-        for (int j = 0; j < nr; ++j) *dst++ = x[(j0 + g + j) * ldx + k];
+      PackGroup(x + (j0 + g) * ldx, ldx, nr, cols, dst);
+      dst += static_cast<ptrdiff_t>(nr) * cols;
     }
     // A block of W's rows against each group in turn: the group streams
     // from L1, the block is read from memory once per chunk and from the
