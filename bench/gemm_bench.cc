@@ -3,7 +3,8 @@
 // batch's states), its input projection (4H x I against every token), and
 // the transformer's dense layers. Reports GFLOP/s (2 flops per
 // multiply-add) per kernel level this CPU runs, and for the bf16 and int8
-// kernels where it has them.
+// kernels where it has them. Also the LSTM and GRU cells (units/ns: hidden
+// units updated per nanosecond).
 //
 //   build/bench/gemm_bench [--benchmark_filter=v4/]
 #include <benchmark/benchmark.h>
@@ -35,6 +36,29 @@ void BM_Gemm(benchmark::State& state, const KernelTable* k, Precision precision,
       benchmark::Counter::kIs1000);
 }
 
+// One recurrent cell step (the element-wise part between two recurrent
+// GEMMs) over the batch's columns, gates drawn from [-3, 3].
+void BM_Cell(benchmark::State& state, const KernelTable* k, bool lstm,
+             int hidden, int b) {
+  const int gates = (lstm ? 4 : 3) * hidden;
+  const Eigen::MatrixXf gi = Eigen::MatrixXf::Random(gates, b) * 3;
+  const Eigen::MatrixXf gh = Eigen::MatrixXf::Random(gates, b) * 3;
+  Eigen::MatrixXf c = Eigen::MatrixXf::Random(hidden, b);
+  Eigen::MatrixXf h = Eigen::MatrixXf::Random(hidden, b);
+  for (auto _ : state) {
+    if (lstm) {
+      k->lstm_cell(gi.data(), gates, c.data(), h.data(), hidden, hidden, b);
+    } else {
+      k->gru_cell(gi.data(), gh.data(), gates, h.data(), hidden, hidden, b,
+                  false);
+    }
+    benchmark::DoNotOptimize(h.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["units/ns"] = benchmark::Counter(
+      1.0 * hidden * b * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
 struct Shape {
   const char* name;
   int rows, cols, n;
@@ -62,8 +86,15 @@ int Register() {
                                    precision, s.rows, s.cols, s.n);
     }
   };
-  for (const KernelTable* k : SupportedKernels())
+  for (const KernelTable* k : SupportedKernels()) {
     add(k->isa, k, Precision::kFp32);
+    benchmark::RegisterBenchmark(
+        (std::string(k->isa) + "/lstm_cell_h256_b32").c_str(), BM_Cell, k, true,
+        256, 32);
+    benchmark::RegisterBenchmark(
+        (std::string(k->isa) + "/gru_cell_h256_b32").c_str(), BM_Cell, k, false,
+        256, 32);
+  }
   // The reduced-precision kernels this CPU runs (multiply-adds counted as
   // in fp32, so the rates compare directly).
   if (Bf16GemmIfSupported() != nullptr) {

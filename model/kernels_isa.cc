@@ -367,23 +367,46 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
 
 // ---- Recurrent cells --------------------------------------------------------
 
+// The cells work on U vectors of lanes at once (U > 1: whole vectors;
+// U = 1: `count` lanes). Each lane's cell is a long chain of dependent
+// operations (two exponentials in a row); interleaving independent chains
+// in the instruction stream lets the core overlap them, where its
+// out-of-order window alone holds about two (bench/gemm_bench's
+// lstm_cell: 4 vectors at a time is 1.3x as fast at v3, 1.15x at v4).
+constexpr int kCellVectors = 4;
+
+template <int U>
+inline Vec LoadLanes(const float* p, int u, int count) {
+  return U > 1 || count == kLanes ? Load(p + u * kLanes)
+                                  : LoadPartial(p, count);
+}
+template <int U>
+inline void StoreLanes(float* p, int u, int count, Vec v) {
+  if (U > 1 || count == kLanes) {
+    Store(p + u * kLanes, v);
+  } else {
+    StorePartial(p, v, count);
+  }
+}
+
+template <int U>
 inline void LstmLanes(const float* g, float* c, float* h, int hidden, int r,
                       int count) {
-  auto load = [count](const float* p) {
-    return count == kLanes ? Load(p) : LoadPartial(p, count);
-  };
-  const Vec i = Logistic(load(g + r));
-  const Vec f = Logistic(load(g + hidden + r));
-  const Vec gg = Tanh(load(g + 2 * hidden + r));
-  const Vec o = Logistic(load(g + 3 * hidden + r));
-  const Vec cn = f * load(c + r) + i * gg;
-  const Vec hn = o * Tanh(cn);
-  if (count == kLanes) {
-    Store(c + r, cn);
-    Store(h + r, hn);
-  } else {
-    StorePartial(c + r, cn, count);
-    StorePartial(h + r, hn, count);
+  Vec i[U], f[U], gg[U], o[U], cn[U];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    i[u] = Logistic(LoadLanes<U>(g + r, u, count));
+    f[u] = Logistic(LoadLanes<U>(g + hidden + r, u, count));
+    gg[u] = Tanh(LoadLanes<U>(g + 2 * hidden + r, u, count));
+    o[u] = Logistic(LoadLanes<U>(g + 3 * hidden + r, u, count));
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u)
+    cn[u] = f[u] * LoadLanes<U>(c + r, u, count) + i[u] * gg[u];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    StoreLanes<U>(c + r, u, count, cn[u]);
+    StoreLanes<U>(h + r, u, count, o[u] * Tanh(cn[u]));
   }
 }
 
@@ -394,27 +417,35 @@ void LstmCell(const float* gates, ptrdiff_t ldg, float* c, float* h,
     float* cc = c + col * ldh;
     float* hh = h + col * ldh;
     int r = 0;
+    for (; r + kCellVectors * kLanes <= hidden; r += kCellVectors * kLanes)
+      LstmLanes<kCellVectors>(g, cc, hh, hidden, r, kLanes);
     for (; r + kLanes <= hidden; r += kLanes)
-      LstmLanes(g, cc, hh, hidden, r, kLanes);
-    if (r < hidden) LstmLanes(g, cc, hh, hidden, r, hidden - r);
+      LstmLanes<1>(g, cc, hh, hidden, r, kLanes);
+    if (r < hidden) LstmLanes<1>(g, cc, hh, hidden, r, hidden - r);
   }
 }
 
+template <int U>
 inline void GruLanes(const float* gi, const float* gh, float* h, int hidden,
                      int r, int count, bool first) {
-  auto load = [count](const float* p) {
-    return count == kLanes ? Load(p) : LoadPartial(p, count);
-  };
-  const Vec rg = Logistic(load(gi + r) + load(gh + r));
-  const Vec z = Logistic(load(gi + hidden + r) + load(gh + hidden + r));
-  const Vec n =
-      Tanh(load(gi + 2 * hidden + r) + rg * load(gh + 2 * hidden + r));
-  Vec out = (1.0f - z) * n;
-  if (!first) out += z * load(h + r);
-  if (count == kLanes) {
-    Store(h + r, out);
-  } else {
-    StorePartial(h + r, out, count);
+  Vec rg[U], z[U], n[U];
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    rg[u] = Logistic(LoadLanes<U>(gi + r, u, count) +
+                     LoadLanes<U>(gh + r, u, count));
+    z[u] = Logistic(LoadLanes<U>(gi + hidden + r, u, count) +
+                    LoadLanes<U>(gh + hidden + r, u, count));
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    n[u] = Tanh(LoadLanes<U>(gi + 2 * hidden + r, u, count) +
+                rg[u] * LoadLanes<U>(gh + 2 * hidden + r, u, count));
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < U; ++u) {
+    Vec out = (1.0f - z[u]) * n[u];
+    if (!first) out += z[u] * LoadLanes<U>(h + r, u, count);
+    StoreLanes<U>(h + r, u, count, out);
   }
 }
 
@@ -425,9 +456,11 @@ void GruCell(const float* gi, const float* gh, ptrdiff_t ldg, float* h,
     const float* bb = gh + col * ldg;
     float* hh = h + col * ldh;
     int r = 0;
+    for (; r + kCellVectors * kLanes <= hidden; r += kCellVectors * kLanes)
+      GruLanes<kCellVectors>(a, bb, hh, hidden, r, kLanes, first);
     for (; r + kLanes <= hidden; r += kLanes)
-      GruLanes(a, bb, hh, hidden, r, kLanes, first);
-    if (r < hidden) GruLanes(a, bb, hh, hidden, r, hidden - r, first);
+      GruLanes<1>(a, bb, hh, hidden, r, kLanes, first);
+    if (r < hidden) GruLanes<1>(a, bb, hh, hidden, r, hidden - r, first);
   }
 }
 
