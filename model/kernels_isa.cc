@@ -113,13 +113,75 @@ size_t PackedFloats(int rows, int cols) {
   return panels * kPanel * static_cast<size_t>(cols);
 }
 
+// The kLanes x kLanes matrix of rows t[] transposed in place: log2(kLanes)
+// rounds of interleaving row i with row i + kLanes / 2 (a perfect shuffle
+// of the rows and of the lanes each round).
+inline void Transpose(Vec (&t)[kLanes]) {
+#if defined(__AVX512F__)
+  constexpr IVec kLow = {0, 16, 1, 17, 2, 18, 3, 19,
+                         4, 20, 5, 21, 6, 22, 7, 23};
+  constexpr IVec kHigh = {8,  24, 9,  25, 10, 26, 11, 27,
+                          12, 28, 13, 29, 14, 30, 15, 31};
+#elif defined(__AVX__)
+  constexpr IVec kLow = {0, 8, 1, 9, 2, 10, 3, 11};
+  constexpr IVec kHigh = {4, 12, 5, 13, 6, 14, 7, 15};
+#else
+  constexpr IVec kLow = {0, 4, 1, 5};
+  constexpr IVec kHigh = {2, 6, 3, 7};
+#endif
+  constexpr int kHalf = kLanes / 2;
+#pragma GCC unroll 4
+  for (int round = 1; round < kLanes; round *= 2) {
+    Vec u[kLanes];
+#pragma GCC unroll 16
+    for (int i = 0; i < kHalf; ++i) {
+      u[2 * i] = __builtin_shuffle(t[i], t[i + kHalf], kLow);
+      u[2 * i + 1] = __builtin_shuffle(t[i], t[i + kHalf], kHigh);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < kLanes; ++i) t[i] = u[i];
+  }
+}
+
+// Packs panel by panel. Two layouts take whole vectors: columns whose
+// kPanel rows are contiguous (row_stride 1: a copy), and rows whose columns
+// are contiguous (col_stride 1: kLanes x kLanes tiles transposed in
+// registers), as attention packs V and K for every head of every sentence.
 void Pack(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride, int rows,
           int cols, float* dst) {
-  for (int r0 = 0; r0 < rows; r0 += kPanel) {
-    for (int c = 0; c < cols; ++c) {
+  for (int r0 = 0; r0 < rows; r0 += kPanel, dst += kPanel * cols) {
+    const int height = rows - r0 < kPanel ? rows - r0 : kPanel;
+    int c0 = 0;
+    if (row_stride == 1 && height == kPanel) {
+      for (; c0 < cols; ++c0) {
+#pragma GCC unroll 4
+        for (int m = 0; m < kMv; ++m) {
+          Store(dst + c0 * kPanel + m * kLanes,
+                Load(w + r0 + c0 * col_stride + m * kLanes));
+        }
+      }
+    } else if (col_stride == 1) {
+      for (; c0 + kLanes <= cols; c0 += kLanes) {
+        for (int m = 0; m < kMv; ++m) {
+          Vec t[kLanes];
+          const int first = r0 + m * kLanes;
+#pragma GCC unroll 16
+          for (int i = 0; i < kLanes; ++i) {
+            t[i] = first + i < rows ? Load(w + (first + i) * row_stride + c0)
+                                    : Vec{};
+          }
+          Transpose(t);
+#pragma GCC unroll 16
+          for (int c = 0; c < kLanes; ++c)
+            Store(dst + (c0 + c) * kPanel + m * kLanes, t[c]);
+        }
+      }
+    }
+    for (int c = c0; c < cols; ++c) {
       for (int i = 0; i < kPanel; ++i) {
         const int r = r0 + i;
-        *dst++ = r < rows ? w[r * row_stride + c * col_stride] : 0.0f;
+        dst[c * kPanel + i] =
+            r < rows ? w[r * row_stride + c * col_stride] : 0.0f;
       }
     }
   }
@@ -274,36 +336,6 @@ void GroupOfWidth(int nr, const float* packed, int rows, int cols,
     case 12:
       return Group<12>(packed, rows, cols, xs, out, ldo, bias);
 #endif
-  }
-}
-
-// The kLanes x kLanes matrix of rows t[] transposed in place: log2(kLanes)
-// rounds of interleaving row i with row i + kLanes / 2 (a perfect shuffle
-// of the rows and of the lanes each round).
-inline void Transpose(Vec (&t)[kLanes]) {
-#if defined(__AVX512F__)
-  constexpr IVec kLow = {0, 16, 1, 17, 2, 18, 3, 19,
-                         4, 20, 5, 21, 6, 22, 7, 23};
-  constexpr IVec kHigh = {8,  24, 9,  25, 10, 26, 11, 27,
-                          12, 28, 13, 29, 14, 30, 15, 31};
-#elif defined(__AVX__)
-  constexpr IVec kLow = {0, 8, 1, 9, 2, 10, 3, 11};
-  constexpr IVec kHigh = {4, 12, 5, 13, 6, 14, 7, 15};
-#else
-  constexpr IVec kLow = {0, 4, 1, 5};
-  constexpr IVec kHigh = {2, 6, 3, 7};
-#endif
-  constexpr int kHalf = kLanes / 2;
-#pragma GCC unroll 4
-  for (int round = 1; round < kLanes; round *= 2) {
-    Vec u[kLanes];
-#pragma GCC unroll 16
-    for (int i = 0; i < kHalf; ++i) {
-      u[2 * i] = __builtin_shuffle(t[i], t[i + kHalf], kLow);
-      u[2 * i + 1] = __builtin_shuffle(t[i], t[i + kHalf], kHigh);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < kLanes; ++i) t[i] = u[i];
   }
 }
 

@@ -49,7 +49,7 @@ TEST(KernelsTest, CellsFollowPyTorchEquationsOnEveryLevel) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-3.0f, 3.0f);
   for (const KernelTable* k : SupportedKernels()) {
-    for (int hidden : {1, 5, 16, 37}) {
+    for (int hidden : {1, 5, 16, 37, 130}) {
       const int b = 3, ldh = hidden + 2;
       // LSTM.
       const int ldg = 4 * hidden + 1;
@@ -99,6 +99,59 @@ TEST(KernelsTest, CellsFollowPyTorchEquationsOnEveryLevel) {
                 << k->isa << " H=" << hidden << " first=" << first;
           }
           EXPECT_EQ(hg[col * ldh + hidden], hg0[col * ldh + hidden]);
+        }
+      }
+    }
+  }
+}
+
+// pack + gemm on every level against double-precision sums, for both
+// layouts pack() reads whole vectors of (columns of contiguous rows, as
+// PackedMatrix packs an Eigen matrix and attention packs V; rows of
+// contiguous columns, as attention packs K) and a strided one; shapes with
+// partial panels, depths and widths that are and are not multiples of
+// every vector width, and right-hand sides wider than one group.
+TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const KernelTable* k : SupportedKernels()) {
+    for (int rows : {1, 7, 32, 45, 70}) {
+      for (int cols : {1, 9, 16, 33, 64}) {
+        // W's storage: element (r, c) at r * rs + c * cs.
+        struct Layout {
+          ptrdiff_t rs, cs;
+        };
+        for (const Layout l : {Layout{1, rows + 3}, Layout{cols + 5, 1},
+                               Layout{2, 2 * rows + 1}}) {
+          std::vector<float> w((rows + 3) * l.rs + (cols + 5) * l.cs);
+          for (float& v : w) v = u(rng);
+          std::vector<float> packed(k->packed_floats(rows, cols));
+          k->pack(w.data(), l.rs, l.cs, rows, cols, packed.data());
+          for (int n : {1, 5, 13, 40}) {
+            const ptrdiff_t ldx = cols + 2, ldo = rows + 1;
+            std::vector<float> x(ldx * n), bias(rows);
+            for (float& v : x) v = u(rng);
+            for (float& v : bias) v = u(rng);
+            std::vector<float> scratch(k->gemm_scratch_floats(cols, n));
+            std::vector<float> out(ldo * n, 0.5f), biased(ldo * n, NAN);
+            k->gemm(packed.data(), rows, cols, x.data(), ldx, n, out.data(),
+                    ldo, nullptr, scratch.data());
+            k->gemm(packed.data(), rows, cols, x.data(), ldx, n, biased.data(),
+                    ldo, bias.data(), scratch.data());
+            for (int j = 0; j < n; ++j) {
+              for (int r = 0; r < rows; ++r) {
+                double sum = 0;
+                for (int c = 0; c < cols; ++c)
+                  sum += double{w[r * l.rs + c * l.cs]} * x[j * ldx + c];
+                EXPECT_NEAR(out[j * ldo + r], 0.5 + sum, 1e-5)
+                    << k->isa << " " << rows << "x" << cols << " n=" << n
+                    << " strides " << l.rs << "," << l.cs;
+                EXPECT_NEAR(biased[j * ldo + r], bias[r] + sum, 1e-5)
+                    << k->isa << " " << rows << "x" << cols << " n=" << n;
+              }
+              EXPECT_EQ(out[j * ldo + rows], 0.5f);  // padding row untouched
+            }
+          }
         }
       }
     }
