@@ -38,8 +38,9 @@ cmake --build build-asan -j"$(nproc)" > /dev/null
 
 
 # ThreadSanitizer: the scheduler, batcher and shutdown tests, the scheduler
-# stress test, and the EmbedStream reactor's stress test against a fake
-# gRPC stream (server/embed_stream_test.cc). Our locks are visible to TSan
+# stress test, the unary calls' JobGroup stress test, and the EmbedStream
+# reactor's stress test against a fake gRPC stream
+# (server/embed_stream_test.cc). Our locks are visible to TSan
 # through scheduling/mutex.h; a real gRPC channel is not (Debian's gRPC is
 # not built with TSan), which is why the stream test fakes the transport.
 configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -48,7 +49,8 @@ configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCTXEMBED_BUILD_BENCH=OFF
 tsan_tests=(scheduling/batch_queue_test scheduling/batcher_test
             scheduling/scheduler_test scheduling/scheduler_stress_test
-            server/embed_stream_test server/connection_limit_test)
+            server/embed_stream_test server/connection_limit_test
+            server/job_group_test)
 cmake --build build-tsan -j"$(nproc)" --target "${tsan_tests[@]##*/}" > /dev/null
 for t in "${tsan_tests[@]}"; do
   echo "tsan: $t"

@@ -10,6 +10,7 @@
 #include "scheduling/batcher.h"
 #include "scheduling/clock.h"
 #include "server/grpc_status.h"
+#include "server/job_group.h"
 #include "server/log.h"
 #include "server/request_parser.h"
 
@@ -59,13 +60,13 @@ absl::Status WithRequestId(const absl::Status& status,
                                                   ": ", status.message()));
 }
 
-// One unary call whose work runs as jobs on a model's batcher (one job, or
-// two for a dual-encoder Score). Deletes itself when gRPC is done with it.
+// One unary call whose work runs as a JobGroup on a model's batcher (one
+// job, or two for a dual-encoder Score). Deletes itself when gRPC is done
+// with it.
 //
-// Lifetime: the call ends (Finish) only in the callback of its last job to
-// end, after every other job's callback has passed its last use of the
-// call (the remaining_ countdown), so no callback can touch a deleted call.
-// A failed job cancels its siblings so the call ends promptly.
+// Lifetime: the call ends (Finish) only in the group's done callback, once
+// every job has ended, so no job callback can touch a deleted call; a
+// failed job cancels its siblings, so the call ends promptly.
 template <typename Request, typename Response>
 class BatchedCall : public grpc::ServerUnaryReactor {
  public:
@@ -86,95 +87,63 @@ class BatchedCall : public grpc::ServerUnaryReactor {
     End(status);
   }
 
-  // Makes one job per spec, submits them to `batcher`, and from then on the
-  // jobs end the call. The caller must not touch the call afterwards (gRPC
-  // runs OnDone only after the method handler returns, so the handler
-  // itself may still return it).
+  // Makes one job per spec, submits them to the servable's batcher, and from
+  // then on the jobs end the call. The caller must not touch the call
+  // afterwards (gRPC runs OnDone only after the method handler returns, so
+  // the handler itself may still return it).
   void Run(const std::vector<EmbedJob::Spec>& specs,
            std::vector<std::vector<TokenList>> sentences, Servable servable,
            int64_t deadline_micros) {
-    const int n = static_cast<int>(specs.size());
-    statuses_.resize(n);
-    remaining_.store(n);
-    std::vector<std::shared_ptr<EmbedJob>> jobs;
+    // The version that answers (no batcher: the callback must not own it).
+    const Servable version{servable.model, nullptr, servable.version};
+    auto group = JobGroup::Create(
+        servable.batcher.get(), specs, std::move(sentences), deadline_micros,
+        [this, version](const absl::Status& status,
+                        const std::vector<std::shared_ptr<EmbedJob>>& jobs) {
+          OnJobsDone(status, version, jobs);
+        });
     {
       MutexLock lock(&mu_);
       // Held until the call is deleted: the batcher (and the model version)
-      // outlive every use this call makes of them, also after a reload.
-      servable_ = servable;
-      for (int k = 0; k < n; ++k) {
-        jobs_.push_back(std::make_shared<EmbedJob>(
-            specs[k], std::move(sentences[k]), deadline_micros,
-            [this, k](EmbedJob&, const absl::Status& status) {
-              OnJobDone(k, status);
-            }));
-      }
-      jobs = jobs_;
+      // outlive every use the group makes of them, also after a reload.
+      servable_ = std::move(servable);
+      group_ = group;
     }
-    for (const auto& job : jobs) {
-      // A sibling may have failed.
-      if (!job->finished()) RunJob(job, servable.batcher.get());
-    }
+    group->Submit();
   }
 
-  void OnCancel() override { CancelJobs(-1); }
+  void OnCancel() override {
+    std::shared_ptr<JobGroup> group;
+    {
+      MutexLock lock(&mu_);
+      group = group_;
+    }
+    if (group != nullptr) group->Cancel();
+  }
 
   void OnDone() override { delete this; }
 
   Request request;
 
  private:
-  // Runs on the thread that ends job k.
-  void OnJobDone(int k, const absl::Status& status) {
-    statuses_[k] = status;
-    if (!status.ok()) {
-      // The first job to fail is the call's cause; the siblings it cancels
-      // end with CANCELLED, which must not be what the client hears.
-      int none = -1;
-      first_failed_.compare_exchange_strong(none, k, std::memory_order_acq_rel);
-      CancelJobs(k);
-    }
-    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    // The last job: every other callback is past its last use of `this`.
-    std::vector<std::shared_ptr<EmbedJob>> jobs;
-    Servable servable;
-    {
-      MutexLock lock(&mu_);
-      jobs = jobs_;
-      servable = servable_;
-    }
-    const int failed = first_failed_.load(std::memory_order_acquire);
-    const absl::Status result =
-        failed < 0 ? absl::OkStatus() : statuses_[failed];
-    if (result.ok()) {
+  // Runs on the thread that ended the last job.
+  void OnJobsDone(const absl::Status& status, const Servable& version,
+                  const std::vector<std::shared_ptr<EmbedJob>>& jobs) {
+    if (status.ok()) {
       Response response;
       if constexpr (std::is_same_v<Response, v1::EmbedResponse>) {
-        RequestHandler::FillEmbedResponse(request, servable, *jobs[0],
+        RequestHandler::FillEmbedResponse(request, version, *jobs[0],
                                           &response);
       } else if constexpr (std::is_same_v<Response, v1::EmbedTokensResponse>) {
-        RequestHandler::FillTokensResponse(request, servable, *jobs[0],
+        RequestHandler::FillTokensResponse(request, version, *jobs[0],
                                            &response);
       } else {
-        RequestHandler::FillScoreResponse(request, servable, jobs, &response);
+        RequestHandler::FillScoreResponse(request, version, jobs, &response);
       }
-      metrics_->RecordTokens(servable.model->name(), response.usage().tokens());
+      metrics_->RecordTokens(version.model->name(), response.usage().tokens());
       SerializeResponse(response, out_);
     }
-    End(result);
-  }
-
-  // Cancels every job but `except` (which has ended).
-  void CancelJobs(int except) {
-    std::vector<std::shared_ptr<EmbedJob>> jobs;
-    std::shared_ptr<Batcher> batcher;
-    {
-      MutexLock lock(&mu_);
-      jobs = jobs_;
-      batcher = servable_.batcher;
-    }
-    for (int k = 0; k < static_cast<int>(jobs.size()); ++k) {
-      if (k != except && !jobs[k]->finished()) batcher->Cancel(jobs[k]);
-    }
+    End(status);
   }
 
   void End(const absl::Status& status) {
@@ -187,13 +156,9 @@ class BatchedCall : public grpc::ServerUnaryReactor {
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const out_;
   const SteadyClock::time_point start_;
-  // Slot k is written only by job k's callback, before its countdown.
-  std::vector<absl::Status> statuses_;
-  std::atomic<int> remaining_{0};
-  std::atomic<int> first_failed_{-1};  // index of the first job to fail
   Mutex mu_;
-  std::vector<std::shared_ptr<EmbedJob>> jobs_ ABSL_GUARDED_BY(mu_);
   Servable servable_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<JobGroup> group_ ABSL_GUARDED_BY(mu_);
 };
 
 // One EmbedStream call. Requests are read while fewer than `max_inflight`

@@ -25,6 +25,7 @@
 #include "inference/embed_job.h"
 #include "scheduling/clock.h"
 #include "scheduling/mutex.h"
+#include "server/job_group.h"
 #include "server/log.h"
 
 namespace ctxembed {
@@ -330,61 +331,23 @@ class Session : public std::enable_shared_from_this<Session> {
     if (timeout_ms > 0) {
       deadline = batcher->clock()->NowMicros() + timeout_ms * 1000;
     }
-    struct Shared {
-      std::vector<std::shared_ptr<EmbedJob>> jobs;
-      std::vector<absl::Status> statuses;  // slot k written by job k only
-      std::atomic<int> remaining{0};
-      std::atomic<int> first_failed{-1};
-      std::shared_ptr<Batcher> batcher;
-    };
-    auto shared = std::make_shared<Shared>();
-    const int n = static_cast<int>(specs.size());
-    shared->statuses.resize(n);
-    shared->remaining.store(n);
-    shared->batcher = servable_.batcher;
     auto self = shared_from_this();
     const Servable version{servable_.model, nullptr, servable_.version};
-    for (int k = 0; k < n; ++k) {
-      shared->jobs.push_back(std::make_shared<EmbedJob>(
-          specs[k], std::move(sentences[k]), deadline,
-          [self, shared, version, format, k](EmbedJob&,
-                                             const absl::Status& status) {
-            shared->statuses[k] = status;
-            if (!status.ok()) {
-              int none = -1;
-              if (shared->first_failed.compare_exchange_strong(none, k)) {
-                for (int j = 0; j < static_cast<int>(shared->jobs.size());
-                     ++j) {
-                  if (j != k && !shared->jobs[j]->finished()) {
-                    shared->batcher->Cancel(shared->jobs[j]);
-                  }
-                }
-              }
-            }
-            if (shared->remaining.fetch_sub(1) != 1) return;
-            const int failed = shared->first_failed.load();
-            const absl::Status result =
-                failed < 0 ? absl::OkStatus() : shared->statuses[failed];
-            std::string body;
-            if (result.ok()) body = format(version, shared->jobs);
-            // Every other callback is past its last look at the jobs; the
-            // connection still holds them. (Breaks the jobs -> callback ->
-            // shared -> jobs cycle.)
-            shared->jobs.clear();
-            net::post(self->stream_.get_executor(),
-                      [self, result, body = std::move(body)]() mutable {
-                        self->jobs_.clear();
-                        self->Answer(self->method_, result, std::move(body));
-                      });
-          }));
-    }
-    jobs_ = shared->jobs;
+    group_ = JobGroup::Create(
+        batcher, specs, std::move(sentences), deadline,
+        [self, version, format = std::move(format)](
+            const absl::Status& status,
+            const std::vector<std::shared_ptr<EmbedJob>>& jobs) {
+          std::string body;
+          if (status.ok()) body = format(version, jobs);
+          net::post(self->stream_.get_executor(),
+                    [self, status, body = std::move(body)]() mutable {
+                      self->group_.reset();
+                      self->Answer(self->method_, status, std::move(body));
+                    });
+        });
     WatchForDisconnect();
-    for (const auto& job : shared->jobs) {
-      if (job->finished()) continue;  // a sibling failed it
-      absl::Status submitted = batcher->Submit(job);
-      if (!submitted.ok()) job->Fail(submitted);
-    }
+    group_->Submit();
   }
 
   std::string Format(const Servable& version, EmbedJob& job) {
@@ -411,15 +374,13 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().async_wait(
         tcp::socket::wait_read,
         [self = shared_from_this()](beast::error_code ec) {
-          if (ec || self->jobs_.empty()) return;
+          if (ec || self->group_ == nullptr) return;
           char byte;
           const ssize_t n = ::recv(self->stream_.socket().native_handle(),
                                    &byte, 1, MSG_PEEK | MSG_DONTWAIT);
           if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
             self->keep_alive_ = false;
-            for (const auto& job : self->jobs_) {
-              self->servable_.batcher->Cancel(job);
-            }
+            self->group_->Cancel();
           }
         });
   }
@@ -482,8 +443,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point start_;
   Method method_ = Method::kHttpInfo;
   HttpCall call_;
-  Servable servable_;                            // held while its job runs
-  std::vector<std::shared_ptr<EmbedJob>> jobs_;  // of the request in flight
+  Servable servable_;                // held until the answer is written
+  std::shared_ptr<JobGroup> group_;  // of the request in flight
   int64_t inputs_ = 0, tokens_ = 0;
 };
 
