@@ -126,23 +126,7 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
                          s.projection.leftCols(width), s.packed_rhs);
     for (int t = t0, first = 0; t < t1; ++t) {
       const int b = batch.active(t);
-      auto gates = s.projection.middleCols(first, b);
-      // One GEMM per step for the whole batch (h is zero at t = 0).
-      if (lstm_) {
-        if (t > 0) {
-          layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), gates, s.packed_rhs);
-        }
-        kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
-      } else {
-        if (t > 0) {
-          layer.w_hh[d].Affine(s.h.leftCols(b), layer.b_hh[d].data(),
-                               s.hidden_gates.leftCols(b), s.packed_rhs);
-        } else {
-          s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
-        }
-        kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(),
-                          H, H, b, t == 0);
-      }
+      Step(layer, d, t, b, s.projection.middleCols(first, b), s);
       for (int i = 0; i < b; ++i) {
         std::copy_n(
             s.h.col(i).data(), H,
@@ -153,6 +137,26 @@ void RecurrentModule::RunDirection(const Layer& layer, int d,
     t0 = t1;
     first0 += width;
   }
+}
+
+void RecurrentModule::Step(const Layer& layer, int d, int t, int b,
+                           Eigen::Ref<Eigen::MatrixXf> gates,
+                           RecurrentScratch::Direction& s) const {
+  const int H = config_.hidden_size, GH = gates_ * H;
+  // One GEMM per step for the whole batch (h is zero at t = 0).
+  if (lstm_) {
+    if (t > 0) layer.w_hh[d].MultiplyAdd(s.h.leftCols(b), gates, s.packed_rhs);
+    kernels_.lstm_cell(gates.data(), GH, s.c.data(), s.h.data(), H, H, b);
+    return;
+  }
+  if (t > 0) {
+    layer.w_hh[d].Affine(s.h.leftCols(b), layer.b_hh[d].data(),
+                         s.hidden_gates.leftCols(b), s.packed_rhs);
+  } else {
+    s.hidden_gates.leftCols(b).colwise() = layer.b_hh[d];
+  }
+  kernels_.gru_cell(gates.data(), s.hidden_gates.data(), GH, s.h.data(), H, H,
+                    b, t == 0);
 }
 
 void RecurrentModule::Forward(const Eigen::MatrixXf& x,

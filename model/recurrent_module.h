@@ -116,6 +116,12 @@ class RecurrentModule {
   void RunDirection(const Layer& layer, int d, const Eigen::MatrixXf& in,
                     const SequenceBatch& batch, RecurrentScratch::Direction& s,
                     int row0, Eigen::MatrixXf& out) const;
+  // Step t of direction d for the b sentences still running: the state
+  // (s.h, s.c) from the gates, which hold W_ih x + b on entry (the first b
+  // columns of `gates`, updated in place).
+  void Step(const Layer& layer, int d, int t, int b,
+            Eigen::Ref<Eigen::MatrixXf> gates,
+            RecurrentScratch::Direction& s) const;
 
   const RecurrentConfig config_;
   const bool lstm_;
