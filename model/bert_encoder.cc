@@ -194,6 +194,7 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
   Eigen::MatrixXf& scores = s.scores[part];
   std::vector<float>& packed = s.packed[part];
   Eigen::VectorXf& rhs = s.rhs[part];
+  const float* zeros = s.zeros.data();  // Forward sized it
   for (int i = 0; i < batch.size(); ++i) {
     const int off = batch.offset(i);
     const int len = batch.length(i);
@@ -207,9 +208,9 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
       kernels_->pack(k, ld, 1, len, d, packed.data());
       rhs.resize(std::max<Eigen::Index>(rhs.size(),
                                         kernels_->gemm_scratch_floats(d, len)));
-      scores.setZero(len, len);
+      scores.resize(len, len);
       kernels_->gemm(packed.data(), len, d, q, ld, len, scores.data(), len,
-                     nullptr, rhs.data());
+                     zeros, rhs.data());
       kernels_->softmax_columns(scores.data(), len, len, len, scale);
       // context_t = sum_j p(j, t) v_j: V [d x len] packed, times P.
       packed.resize(kernels_->packed_floats(d, len));
@@ -217,9 +218,8 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
       rhs.resize(std::max<Eigen::Index>(
           rhs.size(), kernels_->gemm_scratch_floats(len, len)));
       float* out = s.context.data() + off * h + head * d;
-      for (int t = 0; t < len; ++t) std::fill_n(out + t * h, d, 0.0f);
       kernels_->gemm(packed.data(), d, len, scores.data(), len, len, out, h,
-                     nullptr, rhs.data());
+                     zeros, rhs.data());
     }
   }
 }
@@ -239,6 +239,10 @@ void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
   }
   AddNorm(embedding_norm_, Eigen::MatrixXf(), x);
   const int heads = config_.num_attention_heads;
+  // Attention's GEMM biases: rows of a sentence's scores, or of a head.
+  const int most_rows =
+      std::max(batch.max_length(), config_.hidden_size / heads);
+  if (s.zeros.size() < most_rows) s.zeros.setZero(most_rows);
   for (const Layer& layer : layers_) {
     Apply(layer.qkv, *x, false, s, &s.qkv);
     s.context.resize(config_.hidden_size, s.qkv.cols());

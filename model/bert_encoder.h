@@ -48,6 +48,9 @@ struct BertScratch {
   Eigen::MatrixXf scores[2];
   Eigen::VectorXf rhs[2];
   std::vector<float> packed[2];  // a head's keys or values, packed
+  // Zeros, as the bias of attention's GEMMs (their outputs then need no
+  // clearing first); only ever grown.
+  Eigen::VectorXf zeros;
 };
 
 // Immutable after Create; thread-safe (scratch is the caller's).
