@@ -620,9 +620,10 @@ def targets(rows, ratio, what, sgemm_gflops, peak_gflops=None):
             out.append(line)
     worst = min(rows, key=lambda r: r[ratio])
     out.append("- ctxembed %s, slowest case against ONNX Runtime: %s input %d, "
-               "%d layers, %s tokens, batch %d at %.2fx (target: no case below "
-               "1.0x: %s)"
+               "%d layer%s, %s tokens, batch %d at %.2fx (target: no case "
+               "below 1.0x: %s)"
                % (what, worst["kind"], worst["input"], worst["layers"],
+                  "" if worst["layers"] == 1 else "s",
                   worst["tokens"], worst["batch"], worst[ratio],
                   "met" if worst[ratio] >= 1.0 else "NOT met"))
     return out
