@@ -113,30 +113,45 @@ size_t PackedFloats(int rows, int cols) {
   return panels * kPanel * static_cast<size_t>(cols);
 }
 
+// Interleaves the low halves of a and b (a0 b0 a1 b1 ...), or the high
+// halves. (__builtin_shufflevector: GCC 12 and clang both have it.)
+#if defined(__AVX512F__)
+inline Vec ZipLow(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
+                                 6, 22, 7, 23);
+}
+inline Vec ZipHigh(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13,
+                                 29, 14, 30, 15, 31);
+}
+#elif defined(__AVX__)
+inline Vec ZipLow(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+inline Vec ZipHigh(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+#else
+inline Vec ZipLow(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 0, 4, 1, 5);
+}
+inline Vec ZipHigh(Vec a, Vec b) {
+  return __builtin_shufflevector(a, b, 2, 6, 3, 7);
+}
+#endif
+
 // The kLanes x kLanes matrix of rows t[] transposed in place: log2(kLanes)
 // rounds of interleaving row i with row i + kLanes / 2 (a perfect shuffle
 // of the rows and of the lanes each round).
 inline void Transpose(Vec (&t)[kLanes]) {
-#if defined(__AVX512F__)
-  constexpr IVec kLow = {0, 16, 1, 17, 2, 18, 3, 19,
-                         4, 20, 5, 21, 6, 22, 7, 23};
-  constexpr IVec kHigh = {8,  24, 9,  25, 10, 26, 11, 27,
-                          12, 28, 13, 29, 14, 30, 15, 31};
-#elif defined(__AVX__)
-  constexpr IVec kLow = {0, 8, 1, 9, 2, 10, 3, 11};
-  constexpr IVec kHigh = {4, 12, 5, 13, 6, 14, 7, 15};
-#else
-  constexpr IVec kLow = {0, 4, 1, 5};
-  constexpr IVec kHigh = {2, 6, 3, 7};
-#endif
   constexpr int kHalf = kLanes / 2;
 #pragma GCC unroll 4
   for (int round = 1; round < kLanes; round *= 2) {
     Vec u[kLanes];
 #pragma GCC unroll 16
     for (int i = 0; i < kHalf; ++i) {
-      u[2 * i] = __builtin_shuffle(t[i], t[i + kHalf], kLow);
-      u[2 * i + 1] = __builtin_shuffle(t[i], t[i + kHalf], kHigh);
+      u[2 * i] = ZipLow(t[i], t[i + kHalf]);
+      u[2 * i + 1] = ZipHigh(t[i], t[i + kHalf]);
     }
 #pragma GCC unroll 16
     for (int i = 0; i < kLanes; ++i) t[i] = u[i];
