@@ -158,6 +158,16 @@ inline void Transpose(Vec (&t)[kLanes]) {
   }
 }
 
+// t[i] = the kLanes floats at p + i * stride for i < count, zero for the
+// rest; then transposed: t[k] holds lane k of every source, in order.
+inline void LoadTransposed(const float* p, ptrdiff_t stride, int count,
+                           Vec (&t)[kLanes]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < kLanes; ++i)
+    t[i] = i < count ? Load(p + i * stride) : Vec{};
+  Transpose(t);
+}
+
 // Packs panel by panel. Two layouts take whole vectors: columns whose
 // kPanel rows are contiguous (row_stride 1: a copy), and rows whose columns
 // are contiguous (col_stride 1: kLanes x kLanes tiles transposed in
@@ -178,14 +188,11 @@ void Pack(const float* w, ptrdiff_t row_stride, ptrdiff_t col_stride, int rows,
     } else if (col_stride == 1) {
       for (; c0 + kLanes <= cols; c0 += kLanes) {
         for (int m = 0; m < kMv; ++m) {
-          Vec t[kLanes];
+          // Rows past the last are zero (and never addressed).
           const int first = r0 + m * kLanes;
-#pragma GCC unroll 16
-          for (int i = 0; i < kLanes; ++i) {
-            t[i] = first + i < rows ? Load(w + (first + i) * row_stride + c0)
-                                    : Vec{};
-          }
-          Transpose(t);
+          Vec t[kLanes];
+          LoadTransposed(first < rows ? w + first * row_stride + c0 : w,
+                         row_stride, rows - first, t);
 #pragma GCC unroll 16
           for (int c = 0; c < kLanes; ++c)
             Store(dst + (c0 + c) * kPanel + m * kLanes, t[c]);
@@ -365,10 +372,7 @@ void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
   if (nr <= kLanes) {
     for (; k0 + kLanes <= cols; k0 += kLanes) {
       Vec t[kLanes];
-#pragma GCC unroll 16
-      for (int j = 0; j < kLanes; ++j)
-        t[j] = j < nr ? Load(x + j * ldx + k0) : Vec{};
-      Transpose(t);
+      LoadTransposed(x + k0, ldx, nr, t);
       // Each store's lanes past nr are overwritten by the next one.
 #pragma GCC unroll 16
       for (int k = 0; k < kLanes; ++k) Store(dst + k * nr, t[k]);
