@@ -43,7 +43,9 @@ struct RecurrentConfig {
 // batch seen and are reused, so a warm thread allocates nothing.
 struct RecurrentScratch {
   struct Direction {
-    Eigen::MatrixXf step_input;    // [input x tokens]: x in step order
+    Eigen::MatrixXf step_input;  // [input x tokens]: x in step order
+    // The gate matrices have G*H rows in use, a few more when padded (see
+    // GateStride in the .cc): use topRows(G*H).
     Eigen::MatrixXf projection;    // [G*H x tokens]: W_ih x + b, step order;
                                    // each step's gates, updated in place
     Eigen::MatrixXf hidden_gates;  // [G*H x batch]: GRU's W_hh h + b_hh

@@ -193,6 +193,87 @@ std::map<std::string, Tensor> Layer(const std::string& prefix, int gates,
   return t;
 }
 
+// One direction of an LSTM or GRU over xs (columns of `input` floats) in
+// double precision, straight from PyTorch's equations, with Layer's weights.
+std::vector<std::vector<double>> ReferenceRun(
+    const std::map<std::string, Tensor>& t, const std::string& prefix,
+    bool lstm, int input, int hidden,
+    const std::vector<std::vector<double>>& xs) {
+  const int gates = (lstm ? 4 : 3) * hidden;
+  const auto& wi = t.at(prefix + ".weight_ih_l0").values;
+  const auto& wh = t.at(prefix + ".weight_hh_l0").values;
+  const auto& bi = t.at(prefix + ".bias_ih_l0").values;
+  const auto& bh = t.at(prefix + ".bias_hh_l0").values;
+  std::vector<double> h(hidden, 0.0), c(hidden, 0.0), gi(gates), gh(gates);
+  std::vector<std::vector<double>> out;
+  for (const std::vector<double>& x : xs) {
+    for (int r = 0; r < gates; ++r) {
+      gi[r] = bi[r];
+      gh[r] = bh[r];
+      for (int k = 0; k < input; ++k) gi[r] += wi[r * input + k] * x[k];
+      for (int k = 0; k < hidden; ++k) gh[r] += wh[r * hidden + k] * h[k];
+    }
+    for (int u = 0; u < hidden; ++u) {
+      auto g = [&](int block) {
+        return gi[block * hidden + u] + gh[block * hidden + u];
+      };
+      if (lstm) {
+        c[u] = Sigmoid(g(1)) * c[u] + Sigmoid(g(0)) * std::tanh(g(2));
+        h[u] = Sigmoid(g(3)) * std::tanh(c[u]);
+      } else {
+        const double r = Sigmoid(g(0)), z = Sigmoid(g(1));
+        const double n = std::tanh(gi[2 * hidden + u] + r * gh[2 * hidden + u]);
+        h[u] = (1 - z) * n + z * h[u];
+      }
+    }
+    out.push_back(h);
+  }
+  return out;
+}
+
+// Gate matrices whose columns are a multiple of 4 KB (an LSTM of hidden
+// 256: 1024 gate rows; a GRU of hidden 1024: 3072) are allocated with
+// padded columns; the GEMMs and cells must follow the padded stride.
+TEST(RecurrentModuleTest, PaddedGateMatricesFollowTheEquations) {
+  for (const bool lstm : {true, false}) {
+    const int input = 5, hidden = lstm ? 256 : 1024;
+    const auto tensors = Layer("p", lstm ? 4 : 3, input, hidden);
+    const std::string file = Build(tensors);
+    auto st = SafeTensors::Parse(file, "w");
+    ASSERT_TRUE(st.ok()) << st.status();
+    auto m = RecurrentModule::Create(
+        {.kind = lstm ? RecurrentKind::kLstm : RecurrentKind::kGru,
+         .prefix = "p",
+         .input_size = input,
+         .hidden_size = hidden},
+        **st);
+    ASSERT_TRUE(m.ok()) << m.status();
+    SequenceBatch batch;
+    batch.Reset({3, 1});
+    Eigen::MatrixXf x(input, 4);
+    for (int i = 0; i < x.size(); ++i) x.data()[i] = std::cos(0.9f * i);
+    RecurrentScratch scratch;
+    Eigen::MatrixXf y;
+    (*m)->Forward(x, batch, scratch, &y, nullptr);
+    ASSERT_EQ(y.rows(), hidden);
+    ASSERT_EQ(y.cols(), 4);
+    auto column = [&](int j) {
+      return std::vector<double>(x.col(j).data(), x.col(j).data() + input);
+    };
+    const auto first = ReferenceRun(tensors, "p", lstm, input, hidden,
+                                    {column(0), column(1), column(2)});
+    const auto second =
+        ReferenceRun(tensors, "p", lstm, input, hidden, {column(3)});
+    double worst = 0;
+    for (int u = 0; u < hidden; ++u) {
+      for (int t = 0; t < 3; ++t)
+        worst = std::max(worst, std::fabs(y(u, t) - first[t][u]));
+      worst = std::max(worst, std::fabs(y(u, 3) - second[0][u]));
+    }
+    EXPECT_LT(worst, 1e-4) << (lstm ? "lstm" : "gru");
+  }
+}
+
 // The modules of a tower share one scratch. An LSTM of hidden size 6 and a
 // GRU of hidden size 8 have the same number of gate rows (24): the GRU must
 // still get a state of its own height (it once ran on the LSTM's 6 rows).
