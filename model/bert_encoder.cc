@@ -197,6 +197,7 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const ptrdiff_t ld = s.qkv.rows();  // 3h
   Eigen::MatrixXf& scores = s.scores[part];
+  Eigen::VectorXf& inv_sums = s.inv_sums[part];
   std::vector<float>& packed = s.packed[part];
   Eigen::VectorXf& rhs = s.rhs[part];
   const float* zeros = s.zeros.data();  // Forward sized it
@@ -204,27 +205,34 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
     const int off = batch.offset(i);
     const int len = batch.length(i);
     if (len == 0) continue;
+    scores.resize(len, len);
+    inv_sums.resize(len);
     for (int head = first_head; head < end_head; ++head) {
       const float* q = s.qkv.data() + off * ld + head * d;
       const float* k = q + h;
       const float* v = q + 2 * h;
-      // scores(j, t) = k_j . q_t: K^T [len x d] packed, times Q [d x len].
+      // scores(t, j) = q_t . k_j: Q^T [len x d] packed, times K [d x len].
+      // Row t (query t) runs along the keys, so that the product below
+      // reads the scores as they lie.
       packed.resize(kernels_->packed_floats(len, d));
-      kernels_->pack(k, ld, 1, len, d, packed.data());
+      kernels_->pack(q, ld, 1, len, d, packed.data());
       rhs.resize(std::max<Eigen::Index>(rhs.size(),
                                         kernels_->gemm_scratch_floats(d, len)));
-      scores.resize(len, len);
-      kernels_->gemm(packed.data(), len, d, q, ld, len, scores.data(), len,
+      kernels_->gemm(packed.data(), len, d, k, ld, len, scores.data(), len,
                      zeros, rhs.data());
-      kernels_->softmax_columns(scores.data(), len, len, len, scale);
-      // context_t = sum_j p(j, t) v_j: V [d x len] packed, times P.
+      kernels_->softmax_rows(scores.data(), len, len, len, scale,
+                             inv_sums.data());
+      // context_t = sum_j p(t, j) v_j: V [d x len] packed, times the
+      // weights (query t's, key j at scores[t + j * len]: k-major), then
+      // the softmax's division, on d floats per query instead of len.
       packed.resize(kernels_->packed_floats(d, len));
       kernels_->pack(v, 1, ld, d, len, packed.data());
-      rhs.resize(std::max<Eigen::Index>(
-          rhs.size(), kernels_->gemm_scratch_floats(len, len)));
       float* out = s.context.data() + off * h + head * d;
-      kernels_->gemm(packed.data(), d, len, scores.data(), len, len, out, h,
-                     zeros, rhs.data());
+      kernels_->gemm_rows(packed.data(), d, len, scores.data(), len, len, out,
+                          h, zeros);
+      for (int t = 0; t < len; ++t) {
+        Eigen::Map<Eigen::VectorXf>(out + t * h, d) *= inv_sums[t];
+      }
     }
   }
 }

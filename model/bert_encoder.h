@@ -45,9 +45,10 @@ struct BertConfig {
 // free (model/parallel_runner.h); the halves' private buffers are [2].
 struct BertScratch {
   Eigen::MatrixXf qkv, context, sum, intermediate;
-  Eigen::MatrixXf scores[2];
+  Eigen::MatrixXf scores[2];    // a head's [query x key] weights
+  Eigen::VectorXf inv_sums[2];  // and 1 / their sum per query
   Eigen::VectorXf rhs[2];
-  std::vector<float> packed[2];  // a head's keys or values, packed
+  std::vector<float> packed[2];  // a head's queries or values, packed
   // Zeros, as the bias of attention's GEMMs (their outputs then need no
   // clearing first); only ever grown.
   Eigen::VectorXf zeros;

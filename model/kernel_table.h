@@ -35,6 +35,11 @@ struct KernelTable {
   void (*gemm)(const float* packed, int rows, int cols, const float* x,
                ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
                const float* bias, float* scratch);
+  // gemm with x k-major and read in place, no packing: column j of x at
+  // depth k is x[k * ldx + j] (ldx >= n).
+  void (*gemm_rows)(const float* packed, int rows, int cols, const float* x,
+                    ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
+                    const float* bias);
 
   // One LSTM step over b columns, gates in PyTorch's i, f, g, o order:
   // c = s(f) c + s(i) tanh(g); h = s(o) tanh(c). gates: [4H] per column,
@@ -56,10 +61,13 @@ struct KernelTable {
   // In place over n floats: GELU, x (1 + erf(x / sqrt 2)) / 2, with erf to
   // about 2e-7 absolute.
   void (*gelu)(float* x, ptrdiff_t n);
-  // Each of `cols` columns (rows floats, ld apart) replaced by the softmax
-  // of scale * column (scale > 0).
-  void (*softmax_columns)(float* x, ptrdiff_t ld, int rows, int cols,
-                          float scale);
+  // Softmax of scale * each row (scale > 0) of a column-major matrix
+  // (element (r, c) at x[r + c * ld]), but for the division: each element
+  // replaced by exp(scale * (x - max of its row)), and inv_sums[r] set to 1
+  // / the sum of row r. The caller scales later, where fewer values need it
+  // (attention: the head's d outputs per query, not its len weights).
+  void (*softmax_rows)(float* x, ptrdiff_t ld, int rows, int cols, float scale,
+                       float* inv_sums);
   // Each column x_j (rows floats, ldx apart) replaced by
   // LayerNorm(x_j + r_j) * gamma + beta (biased variance, eps inside the
   // square root); r (ldr apart) may be null.

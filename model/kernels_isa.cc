@@ -245,13 +245,15 @@ size_t GemmScratchFloats(int cols, int n) {
 
 // out (P panels x NR columns) += panels * xs. `a` is the first panel, the
 // next ones follow `panel_stride` floats apart; `rows` of the P * kPanel
-// rows are real (the last panel of W may be partial).
+// rows are real (the last panel of W may be partial). xs holds the NR
+// columns k-major: column j at depth k is xs[k * xstride + j] (xstride NR
+// when packed).
 // With `bias` (rows floats), out = bias + panels * xs instead: out's old
 // values are not read.
 template <int P, int NR>
 inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
-                        const float* __restrict xs, int depth,
-                        float* __restrict out, ptrdiff_t ldo,
+                        const float* __restrict xs, ptrdiff_t xstride,
+                        int depth, float* __restrict out, ptrdiff_t ldo,
                         const float* __restrict bias, int rows) {
   Vec acc[P][NR][kMv];
 #pragma GCC unroll 16
@@ -269,7 +271,7 @@ inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
         w[p][m] = Load(a + p * panel_stride + k * kPanel + m * kLanes);
 #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) {
-      const Vec x = Splat(xs[k * NR + j]);
+      const Vec x = Splat(xs[k * xstride + j]);
 #pragma GCC unroll 16
       for (int p = 0; p < P; ++p)
 #pragma GCC unroll 16
@@ -309,58 +311,59 @@ inline void MicroKernel(const float* __restrict a, ptrdiff_t panel_stride,
 // than one panel gives).
 template <int P, int NR>
 void PanelsTimesGroup(const float* packed, int rows, int cols, const float* xs,
-                      float* out, ptrdiff_t ldo, const float* bias) {
+                      ptrdiff_t xstride, float* out, ptrdiff_t ldo,
+                      const float* bias) {
   const ptrdiff_t stride = static_cast<ptrdiff_t>(kPanel) * cols;
   int r0 = 0;
   for (; r0 + P * kPanel <= rows; r0 += P * kPanel) {
-    MicroKernel<P, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
-                       out + r0, ldo, bias != nullptr ? bias + r0 : nullptr,
-                       P * kPanel);
+    MicroKernel<P, NR>(packed + (r0 / kPanel) * stride, stride, xs, xstride,
+                       cols, out + r0, ldo,
+                       bias != nullptr ? bias + r0 : nullptr, P * kPanel);
   }
   for (; r0 < rows; r0 += kPanel) {
     const int left = rows - r0 < kPanel ? rows - r0 : kPanel;
-    MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, cols,
-                       out + r0, ldo, bias != nullptr ? bias + r0 : nullptr,
-                       left);
+    MicroKernel<1, NR>(packed + (r0 / kPanel) * stride, stride, xs, xstride,
+                       cols, out + r0, ldo,
+                       bias != nullptr ? bias + r0 : nullptr, left);
   }
 }
 
 template <int NR>
-void Group(const float* packed, int rows, int cols, const float* xs, float* out,
-           ptrdiff_t ldo, const float* bias) {
+void Group(const float* packed, int rows, int cols, const float* xs,
+           ptrdiff_t xstride, float* out, ptrdiff_t ldo, const float* bias) {
   constexpr int kP = NR >= 4 ? 1 : NR >= 2 ? 2 : 4;
-  PanelsTimesGroup<kP, NR>(packed, rows, cols, xs, out, ldo, bias);
+  PanelsTimesGroup<kP, NR>(packed, rows, cols, xs, xstride, out, ldo, bias);
 }
 
 void GroupOfWidth(int nr, const float* packed, int rows, int cols,
-                  const float* xs, float* out, ptrdiff_t ldo,
+                  const float* xs, ptrdiff_t xstride, float* out, ptrdiff_t ldo,
                   const float* bias) {
   switch (nr) {
     case 1:
-      return Group<1>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<1>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 2:
-      return Group<2>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<2>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 3:
-      return Group<3>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<3>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 4:
-      return Group<4>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<4>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 5:
-      return Group<5>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<5>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 6:
-      return Group<6>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<6>(packed, rows, cols, xs, xstride, out, ldo, bias);
 #if defined(__AVX512F__)
     case 7:
-      return Group<7>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<7>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 8:
-      return Group<8>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<8>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 9:
-      return Group<9>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<9>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 10:
-      return Group<10>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<10>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 11:
-      return Group<11>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<11>(packed, rows, cols, xs, xstride, out, ldo, bias);
     case 12:
-      return Group<12>(packed, rows, cols, xs, out, ldo, bias);
+      return Group<12>(packed, rows, cols, xs, xstride, out, ldo, bias);
 #endif
   }
 }
@@ -412,10 +415,29 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
       const float* xs = scratch;
       for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
         const int nr = GroupWidth(width, groups, q);
-        GroupOfWidth(nr, block, nrows, cols, xs, out + (j0 + g) * ldo + r0, ldo,
-                     bias != nullptr ? bias + r0 : nullptr);
+        GroupOfWidth(nr, block, nrows, cols, xs, nr, out + (j0 + g) * ldo + r0,
+                     ldo, bias != nullptr ? bias + r0 : nullptr);
         xs += static_cast<ptrdiff_t>(nr) * cols;
       }
+    }
+  }
+}
+
+// Gemm with x already k-major: column j at depth k is x[k * ldx + j], read
+// in place by the micro-kernel (attention's probabilities, stored so).
+void GemmRows(const float* packed, int rows, int cols, const float* x,
+              ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
+              const float* bias) {
+  if (rows <= 0 || cols <= 0 || n <= 0) return;
+  const int block_rows = BlockRows(cols);
+  const int groups = (n + kNr - 1) / kNr;
+  for (int r0 = 0; r0 < rows; r0 += block_rows) {
+    const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
+    const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
+    for (int g = 0, q = 0; q < groups; g += GroupWidth(n, groups, q++)) {
+      GroupOfWidth(GroupWidth(n, groups, q), block, nrows, cols, x + g, ldx,
+                   out + g * ldo + r0, ldo,
+                   bias != nullptr ? bias + r0 : nullptr);
     }
   }
 }
@@ -556,36 +578,36 @@ inline float HorizontalSum(Vec v) {
   return s;
 }
 
-void SoftmaxColumns(float* x, ptrdiff_t ld, int rows, int cols, float scale) {
-  for (int col = 0; col < cols; ++col) {
-    float* c = x + col * ld;
-    float max = c[0];
-    int r = 0;
-    if (rows >= kLanes) {
-      Vec mv = Load(c);
-      for (r = kLanes; r + kLanes <= rows; r += kLanes)
-        mv = Max(mv, Load(c + r));
-      for (int i = 0; i < kLanes; ++i) max = mv[i] > max ? mv[i] : max;
-    }
-    for (; r < rows; ++r) max = c[r] > max ? c[r] : max;
-    const Vec m = Splat(max), sc = Splat(scale);
+// Rows of a column-major matrix, a vector of rows at a time: each lane
+// walks its own row across the columns, so no horizontal sums.
+void SoftmaxRows(float* x, ptrdiff_t ld, int rows, int cols, float scale,
+                 float* inv_sums) {
+  if (cols <= 0) return;
+  const Vec sc = Splat(scale);
+  for (int r = 0; r < rows; r += kLanes) {
+    const int count = rows - r < kLanes ? rows - r : kLanes;
+    auto load = [&](int c) {
+      return count == kLanes ? Load(x + r + c * ld)
+                             : LoadPartial(x + r + c * ld, count);
+    };
+    Vec max = load(0);
+    for (int c = 1; c < cols; ++c) max = Max(max, load(c));
     Vec sum = {};
-    r = 0;
-    for (; r + kLanes <= rows; r += kLanes) {
-      const Vec e = Exp((Load(c + r) - m) * sc);
-      Store(c + r, e);
+    for (int c = 0; c < cols; ++c) {
+      const Vec e = Exp((load(c) - max) * sc);
       sum += e;
+      if (count == kLanes) {
+        Store(x + r + c * ld, e);
+      } else {
+        StorePartial(x + r + c * ld, e, count);
+      }
     }
-    float total = HorizontalSum(sum);
-    for (; r < rows; ++r) {
-      Vec e = Exp(Splat((c[r] - max) * scale));
-      c[r] = e[0];
-      total += e[0];
+    const Vec inv = 1.0f / sum;
+    if (count == kLanes) {
+      Store(inv_sums + r, inv);
+    } else {
+      StorePartial(inv_sums + r, inv, count);
     }
-    const Vec inv = Splat(1.0f / total);
-    r = 0;
-    for (; r + kLanes <= rows; r += kLanes) Store(c + r, Load(c + r) * inv);
-    for (; r < rows; ++r) c[r] *= inv[0];
   }
 }
 
@@ -639,11 +661,20 @@ void LayerNormColumns(float* x, ptrdiff_t ldx, const float* res, ptrdiff_t ldr,
 }  // namespace
 
 extern const KernelTable kTable;
-const KernelTable kTable = {
-    CTXEMBED_KERNEL_ISA, kLanes,      PackedFloats, Pack,
-    GemmScratchFloats,   Gemm,        LstmCell,     GruCell,
-    Apply<Logistic>,     Apply<Tanh>, Apply<Gelu>,  SoftmaxColumns,
-    LayerNormColumns};
+const KernelTable kTable = {CTXEMBED_KERNEL_ISA,
+                            kLanes,
+                            PackedFloats,
+                            Pack,
+                            GemmScratchFloats,
+                            Gemm,
+                            GemmRows,
+                            LstmCell,
+                            GruCell,
+                            Apply<Logistic>,
+                            Apply<Tanh>,
+                            Apply<Gelu>,
+                            SoftmaxRows,
+                            LayerNormColumns};
 
 }  // namespace CTXEMBED_KERNEL_NS
 }  // namespace ctxembed

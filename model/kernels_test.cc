@@ -105,12 +105,13 @@ TEST(KernelsTest, CellsFollowPyTorchEquationsOnEveryLevel) {
   }
 }
 
-// pack + gemm on every level against double-precision sums, for both
-// layouts pack() reads whole vectors of (columns of contiguous rows, as
-// PackedMatrix packs an Eigen matrix and attention packs V; rows of
-// contiguous columns, as attention packs K) and a strided one; shapes with
-// partial panels, depths and widths that are and are not multiples of
-// every vector width, and right-hand sides wider than one group.
+// pack + gemm (and gemm_rows, x read in place k-major) on every level
+// against double-precision sums, for both layouts pack() reads whole
+// vectors of (columns of contiguous rows, as PackedMatrix packs an Eigen
+// matrix and attention packs V; rows of contiguous columns, as attention
+// packs Q) and a strided one; shapes with partial panels, depths and widths
+// that are and are not multiples of every vector width, and right-hand
+// sides wider than one group.
 TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -138,6 +139,16 @@ TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
                     ldo, nullptr, scratch.data());
             k->gemm(packed.data(), rows, cols, x.data(), ldx, n, biased.data(),
                     ldo, bias.data(), scratch.data());
+            // The same x k-major: column j at depth c is xt[c * ldxt + j].
+            const ptrdiff_t ldxt = n + 3;
+            std::vector<float> xt(ldxt * cols);
+            for (int j = 0; j < n; ++j)
+              for (int c = 0; c < cols; ++c) xt[c * ldxt + j] = x[j * ldx + c];
+            std::vector<float> rows_out(ldo * n, 0.5f), rows_biased(ldo * n);
+            k->gemm_rows(packed.data(), rows, cols, xt.data(), ldxt, n,
+                         rows_out.data(), ldo, nullptr);
+            k->gemm_rows(packed.data(), rows, cols, xt.data(), ldxt, n,
+                         rows_biased.data(), ldo, bias.data());
             for (int j = 0; j < n; ++j) {
               for (int r = 0; r < rows; ++r) {
                 double sum = 0;
@@ -148,8 +159,15 @@ TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
                     << " strides " << l.rs << "," << l.cs;
                 EXPECT_NEAR(biased[j * ldo + r], bias[r] + sum, 1e-5)
                     << k->isa << " " << rows << "x" << cols << " n=" << n;
+                EXPECT_NEAR(rows_out[j * ldo + r], 0.5 + sum, 1e-5)
+                    << k->isa << " gemm_rows " << rows << "x" << cols
+                    << " n=" << n;
+                EXPECT_NEAR(rows_biased[j * ldo + r], bias[r] + sum, 1e-5)
+                    << k->isa << " gemm_rows " << rows << "x" << cols
+                    << " n=" << n;
               }
               EXPECT_EQ(out[j * ldo + rows], 0.5f);  // padding row untouched
+              EXPECT_EQ(rows_out[j * ldo + rows], 0.5f);
             }
           }
         }
@@ -176,25 +194,33 @@ TEST(KernelsTest, GeluSoftmaxAndLayerNormOnEveryLevel) {
       EXPECT_NEAR(y[i], want, 3e-7 * std::max(1.0, std::fabs(want)))
           << k->isa << " x=" << x[i];
     }
-    // Softmax of scale * column over columns of 5 and 37 rows, 40 apart.
-    for (const int sm_rows : {5, 37}) {
-      const int rows = sm_rows, ld = 40, cols = 3;
-      std::vector<float> s(ld * cols);
-      for (float& v : s) v = dist(rng);
-      std::vector<float> got = s;
-      k->softmax_columns(got.data(), ld, rows, cols, 0.125f);
-      for (int c = 0; c < cols; ++c) {
-        double max = -1e30, sum = 0;
-        for (int r = 0; r < rows; ++r)
-          max = std::max<double>(max, s[c * ld + r]);
-        for (int r = 0; r < rows; ++r)
-          sum += std::exp(0.125 * (s[c * ld + r] - max));
+    // Softmax of scale * row, over rows of 1, 5, 16 and 37 columns (whole
+    // and partial vectors of rows), columns 40 apart: the numerators, and
+    // 1 / their sum per row.
+    for (const int sm_rows : {5, 16, 37}) {
+      for (const int cols : {1, 5, 37}) {
+        const int rows = sm_rows, ld = 40;
+        std::vector<float> s(ld * cols);
+        for (float& v : s) v = dist(rng);
+        std::vector<float> got = s, inv(rows + 1, -1.0f);
+        k->softmax_rows(got.data(), ld, rows, cols, 0.125f, inv.data());
         for (int r = 0; r < rows; ++r) {
-          EXPECT_NEAR(got[c * ld + r],
-                      std::exp(0.125 * (s[c * ld + r] - max)) / sum, 1e-7)
-              << k->isa;
+          double max = -1e30, sum = 0;
+          for (int c = 0; c < cols; ++c)
+            max = std::max<double>(max, s[c * ld + r]);
+          for (int c = 0; c < cols; ++c)
+            sum += std::exp(0.125 * (s[c * ld + r] - max));
+          for (int c = 0; c < cols; ++c) {
+            const double e = std::exp(0.125 * (s[c * ld + r] - max));
+            EXPECT_NEAR(got[c * ld + r], e, 2e-7 * e) << k->isa;
+            EXPECT_NEAR(got[c * ld + r] * inv[r], e / sum, 1e-7) << k->isa;
+          }
+          // float sums of up to 37 terms
+          EXPECT_NEAR(inv[r], 1 / sum, 1e-6 / sum) << k->isa;
         }
-        EXPECT_EQ(got[c * ld + rows], s[c * ld + rows]);  // past the rows
+        EXPECT_EQ(inv[rows], -1.0f);  // past the rows
+        for (int c = 0; c < cols; ++c)
+          EXPECT_EQ(got[c * ld + rows], s[c * ld + rows]);
       }
     }
     const int rows = 37, ld = 40, cols = 3;
