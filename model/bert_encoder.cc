@@ -196,8 +196,8 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
   const int d = h / config_.num_attention_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const ptrdiff_t ld = s.qkv.rows();  // 3h
-  Eigen::MatrixXf& scores = s.scores[part];
-  Eigen::VectorXf& inv_sums = s.inv_sums[part];
+  std::vector<float>& scores = s.scores[part];
+  std::vector<float>& inv_sums = s.inv_sums[part];
   std::vector<float>& packed = s.packed[part];
   Eigen::VectorXf& rhs = s.rhs[part];
   const float* zeros = s.zeros.data();  // Forward sized it
@@ -205,8 +205,10 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
     const int off = batch.offset(i);
     const int len = batch.length(i);
     if (len == 0) continue;
-    scores.resize(len, len);
-    inv_sums.resize(len);
+    if (scores.size() < static_cast<size_t>(len) * len) {
+      scores.resize(static_cast<size_t>(len) * len);
+    }
+    if (inv_sums.size() < static_cast<size_t>(len)) inv_sums.resize(len);
     for (int head = first_head; head < end_head; ++head) {
       const float* q = s.qkv.data() + off * ld + head * d;
       const float* k = q + h;

@@ -45,8 +45,9 @@ struct BertConfig {
 // free (model/parallel_runner.h); the halves' private buffers are [2].
 struct BertScratch {
   Eigen::MatrixXf qkv, context, sum, intermediate;
-  Eigen::MatrixXf scores[2];    // a head's [query x key] weights
-  Eigen::VectorXf inv_sums[2];  // and 1 / their sum per query
+  // A head's [query x key] weights, and 1 / their sum per query; only
+  // ever grown (sentences of a batch differ in length).
+  std::vector<float> scores[2], inv_sums[2];
   Eigen::VectorXf rhs[2];
   std::vector<float> packed[2];  // a head's queries or values, packed
   // Zeros, as the bias of attention's GEMMs (their outputs then need no
