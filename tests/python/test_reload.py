@@ -265,12 +265,16 @@ class ReloadTest(unittest.TestCase):
                 inputs=[SENTENCE], model="m@7"))
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
         self.assertIn("loaded: m@2, m@1", cm.exception.details())
-        # Removing version 1 unloads it; a mismatched name is refused.
-        shutil.rmtree(os.path.join(self.versions, "1"))
+        # A mismatched name is refused; removing version 1 unloads it.
+        # Version 3 is published first: a poll between the two steps must
+        # not end the wait before version 3 was seen.
         copy_model("sg_d8", os.path.join(self.versions, "3"), "other")
+        shutil.rmtree(os.path.join(self.versions, "1"))
+        failed = 'ctxembed_model_reloads_total{model="m",result="failed"}'
         deadline = time.monotonic() + 30
         while len(server.stub.ListModels(
-                embedder_pb2.ListModelsRequest()).models) != 1:
+                embedder_pb2.ListModelsRequest()).models) != 1 or \
+                metric(scrape(server), failed) < 1:
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.05)
         log = self.drain_log(server)
