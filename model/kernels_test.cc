@@ -194,8 +194,8 @@ TEST(KernelsTest, GeluSoftmaxAndLayerNormOnEveryLevel) {
       EXPECT_NEAR(y[i], want, 3e-7 * std::max(1.0, std::fabs(want)))
           << k->isa << " x=" << x[i];
     }
-    // Softmax of scale * row, over rows of 1, 5, 16 and 37 columns (whole
-    // and partial vectors of rows), columns 40 apart: the numerators, and
+    // Softmax of scale * row: 5, 16 and 37 rows (partial and whole vectors
+    // of rows) of 1, 5 and 37 columns, 40 floats apart; the numerators, and
     // 1 / their sum per row.
     for (const int sm_rows : {5, 16, 37}) {
       for (const int cols : {1, 5, 37}) {
