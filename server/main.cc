@@ -290,6 +290,9 @@ int main(int argc, char** argv) {
     }
   }
   (*server)->SetServing(true);
+  // Before "ready": once it is logged, the poller runs too (the kernels'
+  // helper thread starts with the first encoder call).
+  (*server)->StartReloading();
   ctxembed::LogInfo(
       "kernels ", ctxembed::KernelsLevelName(ctxembed::DefaultKernels()),
       " (--cpu_isa=", absl::GetFlag(FLAGS_cpu_isa), "); this CPU is ",
@@ -304,7 +307,6 @@ int main(int argc, char** argv) {
           : (options.tls.client_ca_file.empty() ? " tls" : " mtls"),
       options.api_keys_file.empty() ? "" : " api_keys");
 
-  (*server)->StartReloading();
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     ctxembed::LogInfo("received SIGHUP; rescanning the model directories");
