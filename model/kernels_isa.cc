@@ -390,12 +390,34 @@ void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
     for (int j = 0; j < nr; ++j) *dst++ = x[j * ldx + k];
 }
 
+// A block of W's rows at a time against each of the groups `width`
+// columns split into: the group streams from L1, the block is read from
+// memory once and from the core's L2 for the other groups. The group at
+// column g starts at xs + g * cols with its width as stride if `packed`
+// (PackGroup's layout), else at xs + g with stride ldx (k-major in place).
+void BlocksTimesGroups(const float* packed, int rows, int cols, const float* xs,
+                       bool xs_packed, ptrdiff_t ldx, int width, float* out,
+                       ptrdiff_t ldo, const float* bias) {
+  const int block_rows = BlockRows(cols);
+  const int groups = (width + kNr - 1) / kNr;
+  for (int r0 = 0; r0 < rows; r0 += block_rows) {
+    const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
+    const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
+    for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
+      const int nr = GroupWidth(width, groups, q);
+      GroupOfWidth(nr, block, nrows, cols,
+                   xs_packed ? xs + static_cast<ptrdiff_t>(g) * cols : xs + g,
+                   xs_packed ? nr : ldx, out + g * ldo + r0, ldo,
+                   bias != nullptr ? bias + r0 : nullptr);
+    }
+  }
+}
+
 void Gemm(const float* packed, int rows, int cols, const float* x,
           ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
           float* scratch) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const ptrdiff_t chunk = ChunkColumns(cols, n);
-  const int block_rows = BlockRows(cols);
   for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
     const int width = static_cast<int>(n - j0 < chunk ? n - j0 : chunk);
     // Pack the chunk's columns group by group: k-major runs of nr floats.
@@ -406,20 +428,8 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
       PackGroup(x + (j0 + g) * ldx, ldx, nr, cols, dst);
       dst += static_cast<ptrdiff_t>(nr) * cols;
     }
-    // A block of W's rows against each group in turn: the group streams
-    // from L1, the block is read from memory once per chunk and from the
-    // core's L2 for the chunk's other groups.
-    for (int r0 = 0; r0 < rows; r0 += block_rows) {
-      const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
-      const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
-      const float* xs = scratch;
-      for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
-        const int nr = GroupWidth(width, groups, q);
-        GroupOfWidth(nr, block, nrows, cols, xs, nr, out + (j0 + g) * ldo + r0,
-                     ldo, bias != nullptr ? bias + r0 : nullptr);
-        xs += static_cast<ptrdiff_t>(nr) * cols;
-      }
-    }
+    BlocksTimesGroups(packed, rows, cols, scratch, true, 0, width,
+                      out + j0 * ldo, ldo, bias);
   }
 }
 
@@ -429,17 +439,7 @@ void GemmRows(const float* packed, int rows, int cols, const float* x,
               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
               const float* bias) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
-  const int block_rows = BlockRows(cols);
-  const int groups = (n + kNr - 1) / kNr;
-  for (int r0 = 0; r0 < rows; r0 += block_rows) {
-    const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
-    const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
-    for (int g = 0, q = 0; q < groups; g += GroupWidth(n, groups, q++)) {
-      GroupOfWidth(GroupWidth(n, groups, q), block, nrows, cols, x + g, ldx,
-                   out + g * ldo + r0, ldo,
-                   bias != nullptr ? bias + r0 : nullptr);
-    }
-  }
+  BlocksTimesGroups(packed, rows, cols, x, false, ldx, n, out, ldo, bias);
 }
 
 // ---- Recurrent cells --------------------------------------------------------
