@@ -131,11 +131,27 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
     }
     s->exposer_->RegisterCollectable(s->registry_);
   }
+  CTXEMBED_RETURN_IF_ERROR(s->StartGrpc(credentials));
+  absl::Status started = s->StartHealth();
+  if (started.ok()) started = s->StartHttp();
+  if (!started.ok()) {
+    // Closes the ports that did start (no call has been served yet).
+    s->server_->Shutdown();
+    if (s->health_server_ != nullptr) s->health_server_->Shutdown();
+    return started;
+  }
+  s->SetServing(false);
+  return s;
+}
+
+absl::Status EmbeddingServer::StartGrpc(
+    const std::shared_ptr<grpc::ServerCredentials>& credentials) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address, credentials, &s->grpc_port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.AddListeningPort(options_.grpc_address, credentials, &grpc_port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // Compressed requests are refused (UNIMPLEMENTED, before any inflating):
   // a 50 KB gzip body can inflate to gigabytes before the size limit is
   // applied, and embedding requests are small text that gains little.
@@ -144,76 +160,71 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(
   // Behind a Service, long-lived HTTP/2 connections pin clients to pods;
   // closing them after a while (with a grace for calls in flight) makes
   // clients reconnect and spread over new pods.
-  if (options.max_connection_age_ms > 0) {
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
-                               static_cast<int>(options.max_connection_age_ms));
+  if (options_.max_connection_age_ms > 0) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(options_.max_connection_age_ms));
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-        static_cast<int>(options.max_connection_age_grace_ms));
+        static_cast<int>(options_.max_connection_age_grace_ms));
   }
-  if (options.max_connection_idle_ms > 0) {
+  if (options_.max_connection_idle_ms > 0) {
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-        static_cast<int>(options.max_connection_idle_ms));
+        static_cast<int>(options_.max_connection_idle_ms));
   }
-  if (options.max_concurrent_streams > 0) {
+  if (options_.max_concurrent_streams > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                               options.max_concurrent_streams);
+                               options_.max_concurrent_streams);
   }
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
-  {
-    std::vector<
-        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors;
-    interceptors.push_back(
-        ConnectionLimitInterceptors(&s->connections_, kServiceName));
-    builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  }
-  builder.RegisterService(&s->service_);
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->grpc_port_ == 0) {
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      ConnectionLimitInterceptors(&connections_, kServiceName));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  builder.RegisterService(&service_);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot serve gRPC on ", options.grpc_address));
+        absl::StrCat("cannot serve gRPC on ", options_.grpc_address));
   }
-  if (!options.health_address.empty()) {
-    // Only the standard health service (enabled above for every server),
-    // in plaintext: Kubernetes' gRPC probes cannot speak TLS.
-    grpc::ServerBuilder health;
-    health.AddListeningPort(options.health_address,
-                            grpc::InsecureServerCredentials(),
-                            &s->health_port_);
-    s->health_server_ = health.BuildAndStart();
-    if (s->health_server_ == nullptr || s->health_port_ == 0) {
-      s->server_->Shutdown();
-      return absl::UnavailableError(absl::StrCat(
-          "cannot serve health checks on ", options.health_address));
-    }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServer::StartHealth() {
+  if (options_.health_address.empty()) return absl::OkStatus();
+  // Only the standard health service (enabled for every server by
+  // StartGrpc), in plaintext: Kubernetes' gRPC probes cannot speak TLS.
+  grpc::ServerBuilder health;
+  health.AddListeningPort(options_.health_address,
+                          grpc::InsecureServerCredentials(), &health_port_);
+  health_server_ = health.BuildAndStart();
+  if (health_server_ == nullptr || health_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot serve health checks on ",
+                                               options_.health_address));
   }
-  if (!options.http_address.empty()) {
-    HttpServer::Options http;
-    http.address = options.http_address;
-    http.max_body_bytes = options.max_message_bytes;
-    http.default_timeout_ms = options.http_default_timeout_ms;
-    if (options.max_connection_idle_ms > 0) {
-      http.idle_timeout_ms = options.max_connection_idle_ms;
-    }
-    http.access_log = options.access_log;
-    http.max_connections = options.max_connections;
-    http.max_inputs_per_request = options.max_inputs_per_request;
-    http.api.auto_truncate = options.auto_truncate;
-    EmbeddingServer* self = s.get();
-    auto started =
-        HttpServer::Start(http, {&s->handler_, &s->metrics_, s->api_keys_.get(),
-                                 [self] { return self->serving_.load(); }});
-    if (!started.ok()) {
-      s->server_->Shutdown();
-      if (s->health_server_ != nullptr) s->health_server_->Shutdown();
-      return started.status();
-    }
-    s->http_server_ = *std::move(started);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServer::StartHttp() {
+  if (options_.http_address.empty()) return absl::OkStatus();
+  HttpServer::Options http;
+  http.address = options_.http_address;
+  http.max_body_bytes = options_.max_message_bytes;
+  http.default_timeout_ms = options_.http_default_timeout_ms;
+  if (options_.max_connection_idle_ms > 0) {
+    http.idle_timeout_ms = options_.max_connection_idle_ms;
   }
-  s->SetServing(false);
-  return s;
+  http.access_log = options_.access_log;
+  http.max_connections = options_.max_connections;
+  http.max_inputs_per_request = options_.max_inputs_per_request;
+  http.api.auto_truncate = options_.auto_truncate;
+  CTXEMBED_ASSIGN_OR_RETURN(
+      http_server_,
+      HttpServer::Start(http, {&handler_, &metrics_, api_keys_.get(),
+                               [this] { return serving_.load(); }}));
+  return absl::OkStatus();
 }
 
 int EmbeddingServer::http_port() const {

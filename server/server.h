@@ -159,6 +159,13 @@ class EmbeddingServer {
  private:
   EmbeddingServer(const Options& options, std::unique_ptr<ApiKeys> api_keys);
 
+  // Start's steps: the gRPC port, the plaintext health port and the HTTP
+  // port (the last two only when their address is set).
+  absl::Status StartGrpc(
+      const std::shared_ptr<grpc::ServerCredentials>& credentials);
+  absl::Status StartHealth();
+  absl::Status StartHttp();
+
   struct ModelSource;
   // Loads one version and warms it up, without publishing it.
   absl::StatusOr<Servable> LoadVersion(const std::string& dir, int64_t version);

@@ -2,9 +2,13 @@
 // RPC's answers and errors, concurrent clients, shutdown, and the threads a
 // model costs. e2e_load_test.cc has the same server under load, failure
 // and disconnects.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -204,6 +208,58 @@ TEST_F(EndToEndTest, ConcurrentClientsGetIdenticalAnswers) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(mismatches, 0);
+}
+
+// A port of 127.0.0.1 held by a listening socket of this process (without
+// SO_REUSEPORT, so gRPC cannot share it); closed on destruction.
+class BusyPort {
+ public:
+  BusyPort() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        listen(fd_, 1) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~BusyPort() { close(fd_); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  int port() const { return port_; }
+
+ private:
+  const int fd_;
+  int port_ = 0;
+};
+
+// Each port a server cannot listen on fails Start with UNAVAILABLE naming
+// its address, after the ports that did open are closed again.
+TEST_F(EndToEndTest, BusyPortsFailStartNamingTheirAddress) {
+  const BusyPort busy;
+  ASSERT_GT(busy.port(), 0);
+  struct Case {
+    std::string EmbeddingServer::Options::*field;
+    std::string message;
+  };
+  for (const Case& c :
+       {Case{&EmbeddingServer::Options::grpc_address, "cannot serve gRPC on "},
+        Case{&EmbeddingServer::Options::health_address,
+             "cannot serve health checks on "},
+        Case{&EmbeddingServer::Options::http_address,
+             "cannot serve HTTP on "}}) {
+    EmbeddingServer::Options options = DefaultOptions();
+    options.http_address = "127.0.0.1:0";
+    options.*c.field = busy.address();
+    const auto started = EmbeddingServer::Start(options);
+    ASSERT_FALSE(started.ok()) << c.message;
+    EXPECT_EQ(started.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(started.status().message(),
+                HasSubstr(c.message + busy.address()));
+  }
+  // The fixture's server goes on.
+  EXPECT_EQ(Health(""), HealthCheckResponse::NOT_SERVING);
 }
 
 TEST_F(EndToEndTest, ShutdownRefusesNewCalls) {
