@@ -331,24 +331,7 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
       const std::string fingerprint = DirectoryFingerprint(dir.path);
       auto f = source.failed.find(dir.version);
       if (f != source.failed.end() && f->second == fingerprint) continue;
-      absl::StatusOr<Servable> loaded = LoadVersion(dir.path, dir.version);
-      if (loaded.ok() && !source.name.empty() &&
-          loaded->model->name() != source.name) {
-        loaded = absl::InvalidArgumentError(
-            absl::StrCat(dir.path, "/config.json: names the model \"",
-                         loaded->model->name(), "\"; the other versions in ",
-                         source.path, " name it \"", source.name, "\""));
-      }
-      if (loaded.ok() && source.name.empty()) {
-        // A name another entry serves is refused.
-        for (const auto& other : sources_) {
-          if (other.get() != &source && other->name == loaded->model->name()) {
-            loaded = absl::AlreadyExistsError(
-                absl::StrCat("a model named \"", loaded->model->name(),
-                             "\" is loaded (from ", other->path, ")"));
-          }
-        }
-      }
+      absl::StatusOr<Servable> loaded = LoadSourceVersion(source, dir);
       if (!loaded.ok()) {
         source.failed[dir.version] = fingerprint;
         if (first_error.ok()) first_error = loaded.status();
@@ -389,6 +372,35 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
                  });
   if (unchanged) return absl::OkStatus();
   if (source.name.empty()) return absl::OkStatus();  // nothing ever loaded
+  Publish(source, std::move(serve));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Servable> EmbeddingServer::LoadSourceVersion(
+    const ModelSource& source, const ModelVersionDir& dir) {
+  CTXEMBED_ASSIGN_OR_RETURN(Servable loaded,
+                            LoadVersion(dir.path, dir.version));
+  const std::string& name = loaded.model->name();
+  if (!source.name.empty() && name != source.name) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir.path, "/config.json: names the model \"", name,
+                     "\"; the other versions in ", source.path, " name it \"",
+                     source.name, "\""));
+  }
+  if (source.name.empty()) {
+    // A name another entry serves is refused.
+    for (const auto& other : sources_) {
+      if (other.get() != &source && other->name == name) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "a model named \"", name, "\" is loaded (from ", other->path, ")"));
+      }
+    }
+  }
+  return loaded;
+}
+
+void EmbeddingServer::Publish(ModelSource& source,
+                              std::map<int64_t, Servable> serve) {
   std::vector<Servable> publish;
   for (const auto& [version, servable] : serve) publish.push_back(servable);
   if (publish.empty()) {
@@ -408,7 +420,6 @@ absl::Status EmbeddingServer::SyncSource(ModelSource& source, bool startup) {
   source.served = std::move(serve);
   metrics_.SetModelVersion(
       source.name, source.served.empty() ? -1 : source.served.rbegin()->first);
-  return absl::OkStatus();
 }
 
 void EmbeddingServer::ReleaseRetired() {

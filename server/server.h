@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "inference/model_registry.h"
+#include "inference/model_versions.h"
 #include "inference/request_handler.h"
 #include "scheduling/scheduler.h"
 #include "server/api_keys.h"
@@ -171,6 +173,16 @@ class EmbeddingServer {
   absl::StatusOr<Servable> LoadVersion(const std::string& dir, int64_t version);
   // Brings `source`'s served versions in line with its directory.
   absl::Status SyncSource(ModelSource& source, bool startup)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  // SyncSource's steps: loads a version new to `source`, refused if it
+  // names the model differently from the source's other versions or (for
+  // the source's first model) as another source's model; and publishes
+  // `serve` as the source's versions, logging and counting what it
+  // replaces.
+  absl::StatusOr<Servable> LoadSourceVersion(const ModelSource& source,
+                                             const ModelVersionDir& dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+  void Publish(ModelSource& source, std::map<int64_t, Servable> serve)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   // Releases replaced versions no request holds any more.
   void ReleaseRetired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);

@@ -210,6 +210,25 @@ TEST_F(EndToEndTest, ConcurrentClientsGetIdenticalAnswers) {
   EXPECT_EQ(mismatches, 0);
 }
 
+// Two --model_dir entries may not serve models of one name: the second is
+// refused, naming the first, and the first goes on serving.
+TEST_F(EndToEndTest, ASecondModelOfTheSameNameIsRefused) {
+  const std::string dir = testing::GoldenDir() + "/models/sg_d8";
+  ASSERT_TRUE(server_->LoadModel(dir).ok());
+  const absl::Status again = server_->LoadModel(dir);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(again.message(),
+            "a model named \"sg_d8\" is loaded (from " + dir + ")");
+  server_->SetServing(true);
+  v1::EmbedRequest req;
+  req.set_model("sg_d8");
+  req.add_inputs("still served");
+  v1::EmbedResponse resp;
+  const grpc::Status s = Embed(req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.embeddings_size(), 1);
+}
+
 // A port of 127.0.0.1 held by a listening socket of this process (without
 // SO_REUSEPORT, so gRPC cannot share it); closed on destruction.
 class BusyPort {
