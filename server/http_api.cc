@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "inference/json_writer.h"
+#include "model/status_macros.h"
 #include "simdjson.h"
 
 namespace ctxembed {
@@ -106,6 +107,64 @@ absl::Status ReadTruncation(object o, const HttpApiOptions& options,
   return Invalid("truncation_direction", "must be \"right\" or \"left\"");
 }
 
+// The OpenAI embeddings body: input, model, encoding_format ("float" or
+// "base64"), user (ignored), dimensions, normalize (default true: OpenAI's
+// vectors have unit length) and the truncation fields.
+absl::Status ReadOpenAiEmbeddings(object doc, const HttpApiOptions& options,
+                                  HttpCall* call) {
+  v1::EmbedRequest& r = call->embed;
+  std::optional<element> input = Member(doc, "input");
+  if (!input) return Invalid("input", "is required");
+  CTXEMBED_RETURN_IF_ERROR(ReadInputs(*input, "input", r.mutable_inputs()));
+  std::string model, format = "float", ignored;
+  CTXEMBED_RETURN_IF_ERROR(ReadString(doc, "model", &model));
+  r.set_model(model);
+  CTXEMBED_RETURN_IF_ERROR(ReadString(doc, "encoding_format", &format));
+  if (format == "base64") {
+    call->base64 = true;
+  } else if (format != "float") {
+    return Invalid("encoding_format", "must be \"float\" or \"base64\"");
+  }
+  CTXEMBED_RETURN_IF_ERROR(ReadString(doc, "user", &ignored));
+  if (std::optional<element> dims = Member(doc, "dimensions")) {
+    int64_t n = 0;
+    if (dims->get_int64().get(n) != simdjson::SUCCESS || n < 1 ||
+        n > (1 << 20)) {
+      return Invalid("dimensions", "must be a positive integer");
+    }
+    call->dimensions = static_cast<int>(n);
+  }
+  bool normalize = true;
+  CTXEMBED_RETURN_IF_ERROR(ReadBool(doc, "normalize", &normalize));
+  r.set_normalize(normalize);
+  return ReadTruncate(doc, options, &r);
+}
+
+// TEI's /similarity inputs, {"source_sentence": s, "sentences": [...]}: one
+// pair (s, sentence) per sentence.
+absl::Status ReadSimilarityInputs(element inputs, v1::ScoreRequest* r) {
+  object in;
+  if (inputs.get_object().get(in) != simdjson::SUCCESS) {
+    return Invalid("inputs",
+                   "must be {\"source_sentence\": ..., \"sentences\": [...]}");
+  }
+  std::optional<element> src = Member(in, "source_sentence");
+  if (!src || !src->is_string()) {
+    return Invalid("inputs.source_sentence", "must be a string");
+  }
+  const std::string source = Text(*src);
+  std::optional<element> sentences = Member(in, "sentences");
+  if (!sentences) return Invalid("inputs.sentences", "is required");
+  google::protobuf::RepeatedPtrField<std::string> others;
+  CTXEMBED_RETURN_IF_ERROR(ReadInputs(*sentences, "inputs.sentences", &others));
+  for (std::string& other : others) {
+    v1::Pair* pair = r->add_pairs();
+    pair->set_a(source);
+    pair->set_b(std::move(other));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<HttpRoute> FindRoute(absl::string_view method,
@@ -180,97 +239,37 @@ absl::StatusOr<HttpCall> ParseHttpCall(HttpRoute route, absl::string_view body,
     return absl::InvalidArgumentError("the body must be a JSON object");
   }
   if (route == HttpRoute::kOpenAiEmbeddings) {
-    v1::EmbedRequest& r = call.embed;
-    std::optional<element> input = Member(doc, "input");
-    if (!input) return Invalid("input", "is required");
-    if (absl::Status s = ReadInputs(*input, "input", r.mutable_inputs());
-        !s.ok()) {
-      return s;
-    }
-    std::string model, format = "float", ignored;
-    if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
-    r.set_model(model);
-    if (absl::Status s = ReadString(doc, "encoding_format", &format); !s.ok()) {
-      return s;
-    }
-    if (format == "base64") {
-      call.base64 = true;
-    } else if (format != "float") {
-      return Invalid("encoding_format", "must be \"float\" or \"base64\"");
-    }
-    if (absl::Status s = ReadString(doc, "user", &ignored); !s.ok()) return s;
-    if (std::optional<element> dims = Member(doc, "dimensions")) {
-      int64_t n = 0;
-      if (dims->get_int64().get(n) != simdjson::SUCCESS || n < 1 ||
-          n > (1 << 20)) {
-        return Invalid("dimensions", "must be a positive integer");
-      }
-      call.dimensions = static_cast<int>(n);
-    }
-    bool normalize = true;  // OpenAI's vectors have unit length
-    if (absl::Status s = ReadBool(doc, "normalize", &normalize); !s.ok()) {
-      return s;
-    }
-    r.set_normalize(normalize);
-    if (absl::Status s = ReadTruncate(doc, options, &r); !s.ok()) return s;
+    CTXEMBED_RETURN_IF_ERROR(ReadOpenAiEmbeddings(doc, options, &call));
     return call;
   }
   std::optional<element> inputs = Member(doc, "inputs");
   if (!inputs) return Invalid("inputs", "is required");
   std::string model;
-  if (absl::Status s = ReadString(doc, "model", &model); !s.ok()) return s;
-  if (route == HttpRoute::kSimilarity) {
-    // TEI: {"inputs": {"source_sentence": s, "sentences": [...]}}.
-    object in;
-    if (inputs->get_object().get(in) != simdjson::SUCCESS) {
-      return Invalid(
-          "inputs", "must be {\"source_sentence\": ..., \"sentences\": [...]}");
+  CTXEMBED_RETURN_IF_ERROR(ReadString(doc, "model", &model));
+  switch (route) {
+    case HttpRoute::kSimilarity:
+      call.score.set_model(model);
+      CTXEMBED_RETURN_IF_ERROR(ReadSimilarityInputs(*inputs, &call.score));
+      CTXEMBED_RETURN_IF_ERROR(ReadTruncate(doc, options, &call.score));
+      return call;
+    case HttpRoute::kTokenize:
+      call.tokenize.set_model(model);
+      CTXEMBED_RETURN_IF_ERROR(
+          ReadInputs(*inputs, "inputs", call.tokenize.mutable_inputs()));
+      CTXEMBED_RETURN_IF_ERROR(ReadTruncation(doc, options, &call.tokenize));
+      return call;
+    default: {  // /embed and /embed_all
+      v1::EmbedRequest& r = call.embed;
+      r.set_model(model);
+      CTXEMBED_RETURN_IF_ERROR(
+          ReadInputs(*inputs, "inputs", r.mutable_inputs()));
+      bool normalize = route == HttpRoute::kEmbed;  // TEI: /embed normalizes
+      CTXEMBED_RETURN_IF_ERROR(ReadBool(doc, "normalize", &normalize));
+      r.set_normalize(normalize);
+      CTXEMBED_RETURN_IF_ERROR(ReadTruncation(doc, options, &r));
+      return call;
     }
-    std::optional<element> src = Member(in, "source_sentence");
-    if (!src || !src->is_string()) {
-      return Invalid("inputs.source_sentence", "must be a string");
-    }
-    const std::string source = Text(*src);
-    std::optional<element> sentences = Member(in, "sentences");
-    if (!sentences) return Invalid("inputs.sentences", "is required");
-    google::protobuf::RepeatedPtrField<std::string> others;
-    if (absl::Status s = ReadInputs(*sentences, "inputs.sentences", &others);
-        !s.ok()) {
-      return s;
-    }
-    v1::ScoreRequest& r = call.score;
-    for (std::string& other : others) {
-      v1::Pair* pair = r.add_pairs();
-      pair->set_a(source);
-      pair->set_b(std::move(other));
-    }
-    r.set_model(model);
-    if (absl::Status s = ReadTruncate(doc, options, &r); !s.ok()) return s;
-    return call;
   }
-  if (route == HttpRoute::kTokenize) {
-    v1::TokenizeRequest& r = call.tokenize;
-    if (absl::Status s = ReadInputs(*inputs, "inputs", r.mutable_inputs());
-        !s.ok()) {
-      return s;
-    }
-    r.set_model(model);
-    if (absl::Status s = ReadTruncation(doc, options, &r); !s.ok()) return s;
-    return call;
-  }
-  v1::EmbedRequest& r = call.embed;
-  if (absl::Status s = ReadInputs(*inputs, "inputs", r.mutable_inputs());
-      !s.ok()) {
-    return s;
-  }
-  r.set_model(model);
-  bool normalize = route == HttpRoute::kEmbed;  // TEI: /embed normalizes
-  if (absl::Status s = ReadBool(doc, "normalize", &normalize); !s.ok()) {
-    return s;
-  }
-  r.set_normalize(normalize);
-  if (absl::Status s = ReadTruncation(doc, options, &r); !s.ok()) return s;
-  return call;
 }
 
 std::string OpenAiEmbeddingsJson(const HttpCall& call,
