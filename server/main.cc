@@ -193,6 +193,63 @@ void RaiseFileLimit(int max_connections) {
   }
 }
 
+// The server's options from the flags; INVALID_ARGUMENT naming a flag
+// whose value is not one of its choices.
+absl::StatusOr<ctxembed::EmbeddingServer::Options> OptionsFromFlags() {
+  using Options = ctxembed::EmbeddingServer::Options;
+  Options options;
+  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
+  options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
+  options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
+  options.http_address = absl::GetFlag(FLAGS_http_address);
+  options.http_default_timeout_ms =
+      absl::GetFlag(FLAGS_http_default_timeout_ms);
+  options.access_log = absl::GetFlag(FLAGS_access_log);
+  options.auto_truncate = absl::GetFlag(FLAGS_auto_truncate);
+  const std::string policy = absl::GetFlag(FLAGS_model_version_policy);
+  if (policy == "latest") {
+    options.model_version_policy = Options::VersionPolicy::kLatest;
+  } else if (policy == "all") {
+    options.model_version_policy = Options::VersionPolicy::kAll;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model_version_policy: \"", policy, "\" is neither latest nor all"));
+  }
+  options.model_poll_interval_ms = absl::GetFlag(FLAGS_model_poll_interval_ms);
+  if (options.model_poll_interval_ms < 0) {
+    return absl::InvalidArgumentError("--model_poll_interval_ms is negative");
+  }
+  options.batching = absl::GetFlag(FLAGS_batching);
+  options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);
+  options.batch.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.batch.max_queue_delay_micros =
+      absl::GetFlag(FLAGS_max_queue_delay_micros);
+  options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
+  options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
+  options.max_inflight_tokens = absl::GetFlag(FLAGS_max_inflight_tokens);
+  options.max_queue_wait_micros = absl::GetFlag(FLAGS_max_queue_wait_micros);
+  options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
+  options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
+  options.max_connection_age_grace_ms =
+      absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  options.max_connection_idle_ms = absl::GetFlag(FLAGS_max_connection_idle_ms);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls.refresh_interval_s = absl::GetFlag(FLAGS_tls_refresh_interval_s);
+  options.health_address = absl::GetFlag(FLAGS_health_address);
+  options.tls_allowed_subjects = absl::StrSplit(
+      absl::GetFlag(FLAGS_tls_allowed_subjects), ';', absl::SkipWhitespace());
+  options.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  return options;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,58 +284,9 @@ int main(int argc, char** argv) {
       !isa.ok()) {
     return Fail(absl::StrCat("--cpu_isa: ", isa.message()));
   }
-  ctxembed::EmbeddingServer::Options options;
-  options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
-  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  options.max_inputs_per_request = absl::GetFlag(FLAGS_max_inputs_per_request);
-  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  options.max_token_bytes = absl::GetFlag(FLAGS_max_token_bytes);
-  options.drain_timeout_ms = absl::GetFlag(FLAGS_drain_timeout_ms);
-  options.lame_duck_ms = absl::GetFlag(FLAGS_lame_duck_ms);
-  options.http_address = absl::GetFlag(FLAGS_http_address);
-  options.http_default_timeout_ms =
-      absl::GetFlag(FLAGS_http_default_timeout_ms);
-  options.access_log = absl::GetFlag(FLAGS_access_log);
-  options.auto_truncate = absl::GetFlag(FLAGS_auto_truncate);
-  const std::string policy = absl::GetFlag(FLAGS_model_version_policy);
-  if (policy == "latest") {
-    options.model_version_policy =
-        ctxembed::EmbeddingServer::Options::VersionPolicy::kLatest;
-  } else if (policy == "all") {
-    options.model_version_policy =
-        ctxembed::EmbeddingServer::Options::VersionPolicy::kAll;
-  } else {
-    return Fail(absl::StrCat("--model_version_policy: \"", policy,
-                             "\" is neither latest nor all"));
-  }
-  options.model_poll_interval_ms = absl::GetFlag(FLAGS_model_poll_interval_ms);
-  if (options.model_poll_interval_ms < 0) {
-    return Fail("--model_poll_interval_ms is negative");
-  }
-  options.batching = absl::GetFlag(FLAGS_batching);
-  options.batch.max_batch_sentences = absl::GetFlag(FLAGS_max_batch_sentences);
-  options.batch.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
-  options.batch.max_queue_delay_micros =
-      absl::GetFlag(FLAGS_max_queue_delay_micros);
-  options.batch.max_queue_sentences = absl::GetFlag(FLAGS_max_queue_sentences);
-  options.num_batch_workers = absl::GetFlag(FLAGS_num_batch_workers);
-  options.max_inflight_tokens = absl::GetFlag(FLAGS_max_inflight_tokens);
-  options.max_queue_wait_micros = absl::GetFlag(FLAGS_max_queue_wait_micros);
-  options.max_stream_inflight = absl::GetFlag(FLAGS_max_stream_inflight);
-  options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
-  options.max_connection_age_grace_ms =
-      absl::GetFlag(FLAGS_max_connection_age_grace_ms);
-  options.max_connection_idle_ms = absl::GetFlag(FLAGS_max_connection_idle_ms);
-  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
-  options.max_connections = absl::GetFlag(FLAGS_max_connections);
-  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
-  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
-  options.tls.refresh_interval_s = absl::GetFlag(FLAGS_tls_refresh_interval_s);
-  options.health_address = absl::GetFlag(FLAGS_health_address);
-  options.tls_allowed_subjects = absl::StrSplit(
-      absl::GetFlag(FLAGS_tls_allowed_subjects), ';', absl::SkipWhitespace());
-  options.api_keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  absl::StatusOr<ctxembed::EmbeddingServer::Options> flags = OptionsFromFlags();
+  if (!flags.ok()) return Fail(std::string(flags.status().message()));
+  const ctxembed::EmbeddingServer::Options& options = *flags;
 
   auto server = ctxembed::EmbeddingServer::Start(options);
   if (!server.ok()) return Fail(std::string(server.status().message()));
