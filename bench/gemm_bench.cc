@@ -13,21 +13,23 @@
 
 #include "model/kernels.h"
 #include "model/packed_matrix.h"
+#include "model/recurrent_module.h"
 
 namespace ctxembed {
 namespace {
 
 // W packed once by PackedMatrix (the encoders' own path) for the kernel
-// level and precision, then W x timed.
+// level and precision, then W x timed. The output's columns are `ldo`
+// floats apart.
 void BM_Gemm(benchmark::State& state, const KernelTable* k, Precision precision,
-             int rows, int cols, int n) {
+             int rows, int cols, int n, int ldo) {
   const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, cols);
   const PackedMatrix packed(w, *k, precision);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(cols, n);
-  Eigen::MatrixXf out = Eigen::MatrixXf::Zero(rows, n);
+  Eigen::MatrixXf out = Eigen::MatrixXf::Zero(ldo, n);
   Eigen::VectorXf scratch;
   for (auto _ : state) {
-    packed.MultiplyAdd(x, out, scratch);
+    packed.MultiplyAdd(x, out.topRows(rows), scratch);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -62,20 +64,23 @@ void BM_Cell(benchmark::State& state, const KernelTable* k, bool lstm,
 struct Shape {
   const char* name;
   int rows, cols, n;
+  // Columns of the output padded as the recurrent encoder pads its gates
+  // (model/recurrent_module.h GateStride), or packed.
+  bool gates;
 };
 
 constexpr Shape kShapes[] = {
-    {"lstm_step_h256_b1", 1024, 256, 1},
-    {"lstm_step_h256_b8", 1024, 256, 8},
-    {"lstm_step_h256_b32", 1024, 256, 32},
-    {"lstm_step_h256_b128", 1024, 256, 128},
-    {"lstm_proj_i100_t512", 1024, 100, 512},
-    {"lstm_proj_i300_t512", 1024, 300, 512},
-    {"lstm_proj_i100_t2048", 1024, 100, 2048},
-    {"bert_qkv_t512", 1152, 384, 512},
-    {"bert_ffn_in_t512", 1536, 384, 512},
-    {"bert_ffn_out_t512", 384, 1536, 512},
-    {"bert_ffn_in_t16", 1536, 384, 16},
+    {"lstm_step_h256_b1", 1024, 256, 1, true},
+    {"lstm_step_h256_b8", 1024, 256, 8, true},
+    {"lstm_step_h256_b32", 1024, 256, 32, true},
+    {"lstm_step_h256_b128", 1024, 256, 128, true},
+    {"lstm_proj_i100_t512", 1024, 100, 512, true},
+    {"lstm_proj_i300_t512", 1024, 300, 512, true},
+    {"lstm_proj_i100_t2048", 1024, 100, 2048, true},
+    {"bert_qkv_t512", 1152, 384, 512, false},
+    {"bert_ffn_in_t512", 1536, 384, 512, false},
+    {"bert_ffn_out_t512", 384, 1536, 512, false},
+    {"bert_ffn_in_t16", 1536, 384, 16, false},
 };
 
 int Register() {
@@ -83,7 +88,8 @@ int Register() {
                 Precision precision) {
     for (const Shape& s : kShapes) {
       benchmark::RegisterBenchmark((prefix + "/" + s.name).c_str(), BM_Gemm, k,
-                                   precision, s.rows, s.cols, s.n);
+                                   precision, s.rows, s.cols, s.n,
+                                   s.gates ? GateStride(s.rows) : s.rows);
     }
   };
   for (const KernelTable* k : SupportedKernels()) {

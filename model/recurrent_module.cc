@@ -7,18 +7,14 @@
 #include "model/status_macros.h"
 
 namespace ctxembed {
-namespace {
 
-// Rows allocated per column of a gate matrix ([G*H x n]): G*H, plus one
-// cache line when G*H floats are a multiple of 4 KB. Columns 4 KB apart
-// fall in one set of the L1 cache, and the GEMM's micro-kernel stores 12
-// columns at a time: 24 lines in sets of 8 ways (bench/gemm_bench, a
-// 1024-row output at depth 100: 99 GFLOP/s, 107-108 at 992 or 1056 rows).
+// Columns 4 KB apart fall in one set of the L1 cache, and the GEMM's
+// micro-kernel stores 12 columns at a time: 24 lines in sets of 8 ways
+// (bench/gemm_bench, a 1024-row output at depth 100: 99 GFLOP/s unpadded,
+// 107-108 at 992 or 1056 rows).
 int GateStride(int gate_rows) {
   return gate_rows % 1024 == 0 ? gate_rows + 16 : gate_rows;
 }
-
-}  // namespace
 
 absl::string_view RecurrentKindName(RecurrentKind kind) {
   return kind == RecurrentKind::kLstm ? "lstm" : "gru";

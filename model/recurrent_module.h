@@ -39,13 +39,18 @@ struct RecurrentConfig {
   Precision precision = Precision::kFp32;
 };
 
+// Rows allocated per column of a gate matrix ([G*H x n]): G*H, plus one
+// cache line when G*H floats are a multiple of 4 KB (the GEMM's stores
+// would otherwise share a few L1 sets; see the .cc).
+int GateStride(int gate_rows);
+
 // Per-thread buffers for RecurrentModule::Forward; they grow to the largest
 // batch seen and are reused, so a warm thread allocates nothing.
 struct RecurrentScratch {
   struct Direction {
     Eigen::MatrixXf step_input;  // [input x tokens]: x in step order
     // The gate matrices have G*H rows in use, a few more when padded (see
-    // GateStride in the .cc): use topRows(G*H).
+    // GateStride): use topRows(G*H).
     Eigen::MatrixXf projection;    // [G*H x tokens]: W_ih x + b, step order;
                                    // each step's gates, updated in place
     Eigen::MatrixXf hidden_gates;  // [G*H x batch]: GRU's W_hh h + b_hh
