@@ -1,7 +1,8 @@
 // The server end to end, in process (tests/e2e_fixture.h): health, every
-// RPC's answers and errors, concurrent clients, shutdown, and the threads a
-// model costs. e2e_load_test.cc has the same server under load, failure
-// and disconnects.
+// RPC's answers and errors, concurrent clients, what Start and LoadModel
+// refuse (busy ports, a second model of one name), shutdown, and the
+// threads a model costs. e2e_load_test.cc has the same server under load,
+// failure and disconnects.
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
