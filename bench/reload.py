@@ -178,9 +178,16 @@ def main():
     path = os.path.join(ROOT, "bench", "results", "serving.md")
     with open(path) as f:
         text = f.read()
-    text = re.sub(r"\n## 5\. Reload under load\n.*", "", text, flags=re.S)
+    # This section in place (up to the next one: bench/http_vs_grpc.py's
+    # section 6 follows it), or at the end the first time.
+    own = re.compile(r"\n## 5\. Reload under load\n.*?(?=\n## |\Z)", re.S)
+    if own.search(text):
+        text = own.sub(lambda m: "\n" + section.rstrip("\n") + "\n", text,
+                       count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + section)
+        f.write(text)
     with open(os.path.join(ROOT, "bench", "results", "reload.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print(section)

@@ -98,6 +98,12 @@ class Server:
                     return int(line.split()[1]) / 1024.0
         return 0.0
 
+    def minor_faults(self):
+        """Minor page faults the server has taken so far (proc(5) field
+        10): memory the heap gave back to the system and touched again."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+
     def cpu_seconds(self):
         """User + system CPU time the server has used so far."""
         with open("/proc/%d/stat" % self.proc.pid) as f:
@@ -123,6 +129,7 @@ def loadgen(build, server, sentences, label, **kw):
     args += ["--%s=%s" % (k, v) for k, v in kw.items()]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = server.cpu_seconds()
+    faults_before = server.minor_faults()
     start = time.monotonic()
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     wall = time.monotonic() - start
@@ -132,6 +139,10 @@ def loadgen(build, server, sentences, label, **kw):
     r["loadgen_cores"] = (after.ru_utime + after.ru_stime - before.ru_utime -
                           before.ru_stime) / wall
     r["server_cores"] = (server.cpu_seconds() - server_before) / wall
+    # Per request, warm-up included (its requests are not counted: a bound).
+    r["server_faults_per_request"] = (
+        (server.minor_faults() - faults_before) /
+        max(1.0, r["requests_per_s"] * r["duration_s"]))
     return r
 
 
@@ -297,6 +308,10 @@ def write(results, capacity, args):
             model["sentences_per_s"] / os.cpu_count(),
             100 * (on["sentences_per_s"] / on["server_cores"]) /
             (model["sentences_per_s"] / os.cpu_count())),
+        "- page faults of the server during run 1: %.2f per request (heap "
+        "memory returned to the system between batches and touched again; "
+        "see `--malloc_mmap_threshold_bytes` in server/main.cc)" %
+        on["server_faults_per_request"],
     ]
     # Sections 5 and later come from bench/reload.py and
     # bench/http_vs_grpc.py: kept as they are.
