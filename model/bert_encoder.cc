@@ -130,12 +130,22 @@ constexpr int kParallelTokens = 4;
 // one block of columns while it is in cache.
 constexpr int kColumnBlock = 96;
 
+// The first n columns of m, [rows x n]; m grows to hold them and never
+// shrinks (see BertScratch).
+Eigen::Block<Eigen::MatrixXf, Eigen::Dynamic, Eigen::Dynamic, true> Columns(
+    Eigen::MatrixXf& m, int rows, int n) {
+  if (m.rows() != rows || m.cols() < n) {
+    m.resize(rows, std::max<Eigen::Index>(n, m.rows() == rows ? m.cols() : 0));
+  }
+  return m.leftCols(n);
+}
+
 }  // namespace
 
-void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
-                        BertScratch& s, Eigen::MatrixXf* out) const {
+void BertEncoder::Apply(const Dense& d, Eigen::Ref<const Eigen::MatrixXf> in,
+                        bool gelu, BertScratch& s,
+                        Eigen::Ref<Eigen::MatrixXf> out) const {
   const int n = static_cast<int>(in.cols());
-  out->resize(d.rows, n);
   // Bias, GEMM and activation over rows [first, first + count) of the
   // columns [c0, c1), a block of columns at a time. The blocks are as even
   // as possible: 100 columns are two blocks of 50, not 96 and 4 (a narrow
@@ -144,7 +154,7 @@ void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
     const int blocks = (c1 - c0 + kColumnBlock - 1) / kColumnBlock;
     for (int q = 0, c = c0; q < blocks; ++q) {
       const int width = (c1 - c0) / blocks + (q < (c1 - c0) % blocks ? 1 : 0);
-      Eigen::Ref<Eigen::MatrixXf> block = out->block(first, c, count, width);
+      Eigen::Ref<Eigen::MatrixXf> block = out.block(first, c, count, width);
       d.weight.AffineRows(first, count, in.middleCols(c, width),
                           d.bias.data() + first, block, s.rhs[part]);
       if (gelu) {
@@ -172,7 +182,8 @@ void BertEncoder::Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
   }
 }
 
-void BertEncoder::AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
+void BertEncoder::AddNorm(const Norm& n,
+                          Eigen::Ref<const Eigen::MatrixXf> residual,
                           Eigen::MatrixXf* x) const {
   const int cols = static_cast<int>(x->cols()), half = cols / 2;
   const int rows = static_cast<int>(x->rows());
@@ -184,8 +195,9 @@ void BertEncoder::AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
         if (count == 0) return;
         kernels_->layer_norm_columns(
             x->col(first).data(), rows,
-            residual.size() == 0 ? nullptr : residual.col(first).data(), rows,
-            rows, count, n.gamma.data(), n.beta.data(), eps);
+            residual.size() == 0 ? nullptr : residual.col(first).data(),
+            residual.outerStride(), rows, count, n.gamma.data(), n.beta.data(),
+            eps);
       },
       cols >= kParallelTokens);
 }
@@ -258,22 +270,25 @@ void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
   const int most_rows =
       std::max(batch.max_length(), config_.hidden_size / heads);
   if (s.zeros.size() < most_rows) s.zeros.setZero(most_rows);
+  const int n = batch.total_tokens(), h = config_.hidden_size;
+  auto qkv = Columns(s.qkv, 3 * h, n);
+  auto context = Columns(s.context, h, n);
+  auto sum = Columns(s.sum, h, n);
+  auto intermediate = Columns(s.intermediate, config_.intermediate_size, n);
   for (const Layer& layer : layers_) {
-    Apply(layer.qkv, *x, false, s, &s.qkv);
-    s.context.resize(config_.hidden_size, s.qkv.cols());
+    Apply(layer.qkv, *x, false, s, qkv);
     InHalves(
         [&](int h) {
           Attention(batch, h == 0 ? 0 : heads / 2, h == 0 ? heads / 2 : heads,
                     h, s);
         },
         batch.total_tokens() >= kParallelTokens);
-    Apply(layer.attention_out, s.context, false, s, &s.sum);
-    AddNorm(layer.attention_norm, *x, &s.sum);
-    x->swap(s.sum);
-    Apply(layer.intermediate, *x, true, s, &s.intermediate);
-    Apply(layer.output, s.intermediate, false, s, &s.sum);
-    AddNorm(layer.output_norm, *x, &s.sum);
-    x->swap(s.sum);
+    // x = LayerNorm(x + W context + b): the sum x + y is y + x exactly.
+    Apply(layer.attention_out, context, false, s, sum);
+    AddNorm(layer.attention_norm, sum, x);
+    Apply(layer.intermediate, *x, true, s, intermediate);
+    Apply(layer.output, intermediate, false, s, sum);
+    AddNorm(layer.output_norm, sum, x);
   }
 }
 

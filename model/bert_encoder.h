@@ -44,6 +44,9 @@ struct BertConfig {
 // step runs in two halves, the second on ParallelRunner's helper when it is
 // free (model/parallel_runner.h); the halves' private buffers are [2].
 struct BertScratch {
+  // Only ever grown, used through their first columns (a batch's tokens):
+  // resized per batch, the large ones (past glibc's mmap threshold) would
+  // be mapped and faulted in anew each time.
   Eigen::MatrixXf qkv, context, sum, intermediate;
   // A head's [query x key] weights, and 1 / their sum per query; only
   // ever grown (sentences of a batch differ in length).
@@ -100,12 +103,12 @@ class BertEncoder {
   BertEncoder() = default;
   static Dense MakeDense(const Eigen::MatrixXf& w, Eigen::VectorXf bias,
                          Precision precision);
-  // out = W in + b (out resized to [rows x in.cols()]); with `gelu`, then
-  // GELU on every element.
-  void Apply(const Dense& d, const Eigen::MatrixXf& in, bool gelu,
-             BertScratch& s, Eigen::MatrixXf* out) const;
-  // x = LayerNorm(x + residual).
-  void AddNorm(const Norm& n, const Eigen::MatrixXf& residual,
+  // out = W in + b (out: [rows x in.cols()]); with `gelu`, then GELU on
+  // every element.
+  void Apply(const Dense& d, Eigen::Ref<const Eigen::MatrixXf> in, bool gelu,
+             BertScratch& s, Eigen::Ref<Eigen::MatrixXf> out) const;
+  // x = LayerNorm(x + residual); residual empty: LayerNorm(x).
+  void AddNorm(const Norm& n, Eigen::Ref<const Eigen::MatrixXf> residual,
                Eigen::MatrixXf* x) const;
   void Attention(const SequenceBatch& batch, int first_head, int end_head,
                  int part, BertScratch& s) const;

@@ -61,6 +61,24 @@ TEST_F(SmallEncoderTest, ASentenceGetsTheSameVectorsInAnyBatch) {
   EXPECT_GT((s.col(0) - a.col(2)).cwiseAbs().maxCoeff(), 1e-3);
 }
 
+// A thread's scratch serves batches of every size in turn (its buffers only
+// grow, and are used through their first columns): each batch's vectors
+// are exactly those of a fresh scratch.
+TEST_F(SmallEncoderTest, ReusedScratchGivesTheVectorsOfAFreshOne) {
+  BertScratch scratch;
+  for (const std::vector<int>& lengths : std::vector<std::vector<int>>{
+           {5, 17, 9}, {3}, {40, 2, 40, 7}, {1, 1}, {12, 30}}) {
+    int total = 0;
+    for (int len : lengths) total += len;
+    const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, total);
+    SequenceBatch batch;
+    batch.Reset(lengths);
+    Eigen::MatrixXf x = words;
+    encoder_->Forward(batch, scratch, &x);
+    EXPECT_EQ(x, Encode(lengths, words)) << total << " tokens";
+  }
+}
+
 // Enough tokens that the dense layers split columns between the cores and
 // attention runs in two halves of the heads.
 TEST_F(SmallEncoderTest, LargeBatchesAgreeWithEachSentenceAlone) {
