@@ -270,10 +270,10 @@ void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
   const int most_rows =
       std::max(batch.max_length(), config_.hidden_size / heads);
   if (s.zeros.size() < most_rows) s.zeros.setZero(most_rows);
-  const int n = batch.total_tokens(), h = config_.hidden_size;
-  auto qkv = Columns(s.qkv, 3 * h, n);
-  auto context = Columns(s.context, h, n);
-  auto sum = Columns(s.sum, h, n);
+  const int n = batch.total_tokens(), hidden = config_.hidden_size;
+  auto qkv = Columns(s.qkv, 3 * hidden, n);
+  auto context = Columns(s.context, hidden, n);
+  auto sum = Columns(s.sum, hidden, n);
   auto intermediate = Columns(s.intermediate, config_.intermediate_size, n);
   for (const Layer& layer : layers_) {
     Apply(layer.qkv, *x, false, s, qkv);
