@@ -282,7 +282,7 @@ void BertEncoder::Forward(const SequenceBatch& batch, BertScratch& s,
           Attention(batch, h == 0 ? 0 : heads / 2, h == 0 ? heads / 2 : heads,
                     h, s);
         },
-        batch.total_tokens() >= kParallelTokens);
+        n >= kParallelTokens);
     // x = LayerNorm(x + W context + b): the sum x + y is y + x exactly.
     Apply(layer.attention_out, context, false, s, sum);
     AddNorm(layer.attention_norm, sum, x);

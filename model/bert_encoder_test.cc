@@ -13,13 +13,19 @@ using testing::SmallBertConfig;
 using testing::SmallBertWeights;
 
 Eigen::MatrixXf Forward(const BertEncoder& e, const std::vector<int>& lengths,
-                        const Eigen::MatrixXf& words) {
+                        const Eigen::MatrixXf& words, BertScratch& scratch) {
   SequenceBatch batch;
   batch.Reset(lengths);
-  BertScratch scratch;
   Eigen::MatrixXf x = words;
   e.Forward(batch, scratch, &x);
   return x;
+}
+
+// With a fresh scratch.
+Eigen::MatrixXf Forward(const BertEncoder& e, const std::vector<int>& lengths,
+                        const Eigen::MatrixXf& words) {
+  BertScratch scratch;
+  return Forward(e, lengths, words, scratch);
 }
 
 // A small random encoder.
@@ -71,11 +77,9 @@ TEST_F(SmallEncoderTest, ReusedScratchGivesTheVectorsOfAFreshOne) {
     int total = 0;
     for (int len : lengths) total += len;
     const Eigen::MatrixXf words = Eigen::MatrixXf::Random(16, total);
-    SequenceBatch batch;
-    batch.Reset(lengths);
-    Eigen::MatrixXf x = words;
-    encoder_->Forward(batch, scratch, &x);
-    EXPECT_EQ(x, Encode(lengths, words)) << total << " tokens";
+    EXPECT_EQ(Forward(*encoder_, lengths, words, scratch),
+              Encode(lengths, words))
+        << total << " tokens";
   }
 }
 
