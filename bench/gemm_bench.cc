@@ -20,16 +20,22 @@ namespace {
 
 // W packed once by PackedMatrix (the encoders' own path) for the kernel
 // level and precision, then W x timed. The output's columns are `ldo`
-// floats apart.
+// floats apart. With `alternate`, W's rows are read in alternating order
+// from one product to the next, as the recurrent step reads W_hh.
 void BM_Gemm(benchmark::State& state, const KernelTable* k, Precision precision,
-             int rows, int cols, int n, int ldo) {
+             int rows, int cols, int n, int ldo, bool alternate) {
   const Eigen::MatrixXf w = Eigen::MatrixXf::Random(rows, cols);
   const PackedMatrix packed(w, *k, precision);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(cols, n);
   Eigen::MatrixXf out = Eigen::MatrixXf::Zero(ldo, n);
   Eigen::VectorXf scratch;
+  RowOrder order = RowOrder::kForward;
   for (auto _ : state) {
-    packed.MultiplyAdd(x, out.topRows(rows), scratch);
+    packed.MultiplyAdd(x, out.topRows(rows), scratch, order);
+    if (alternate) {
+      order = order == RowOrder::kForward ? RowOrder::kBackward
+                                          : RowOrder::kForward;
+    }
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -67,29 +73,31 @@ struct Shape {
   // Columns of the output padded as the recurrent encoder pads its gates
   // (model/recurrent_module.h GateStride), or packed.
   bool gates;
+  // A recurrent step's W_hh: rows read in alternating order (RowOrder).
+  bool step;
 };
 
 constexpr Shape kShapes[] = {
-    {"lstm_step_h256_b1", 1024, 256, 1, true},
-    {"lstm_step_h256_b8", 1024, 256, 8, true},
-    {"lstm_step_h256_b32", 1024, 256, 32, true},
-    {"lstm_step_h256_b128", 1024, 256, 128, true},
-    {"lstm_proj_i100_t512", 1024, 100, 512, true},
-    {"lstm_proj_i300_t512", 1024, 300, 512, true},
-    {"lstm_proj_i100_t2048", 1024, 100, 2048, true},
-    {"bert_qkv_t512", 1152, 384, 512, false},
-    {"bert_ffn_in_t512", 1536, 384, 512, false},
-    {"bert_ffn_out_t512", 384, 1536, 512, false},
-    {"bert_ffn_in_t16", 1536, 384, 16, false},
+    {"lstm_step_h256_b1", 1024, 256, 1, true, true},
+    {"lstm_step_h256_b8", 1024, 256, 8, true, true},
+    {"lstm_step_h256_b32", 1024, 256, 32, true, true},
+    {"lstm_step_h256_b128", 1024, 256, 128, true, true},
+    {"lstm_proj_i100_t512", 1024, 100, 512, true, false},
+    {"lstm_proj_i300_t512", 1024, 300, 512, true, false},
+    {"lstm_proj_i100_t2048", 1024, 100, 2048, true, false},
+    {"bert_qkv_t512", 1152, 384, 512, false, false},
+    {"bert_ffn_in_t512", 1536, 384, 512, false, false},
+    {"bert_ffn_out_t512", 384, 1536, 512, false, false},
+    {"bert_ffn_in_t16", 1536, 384, 16, false, false},
 };
 
 int Register() {
   auto add = [](const std::string& prefix, const KernelTable* k,
                 Precision precision) {
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark((prefix + "/" + s.name).c_str(), BM_Gemm, k,
-                                   precision, s.rows, s.cols, s.n,
-                                   s.gates ? GateStride(s.rows) : s.rows);
+      benchmark::RegisterBenchmark(
+          (prefix + "/" + s.name).c_str(), BM_Gemm, k, precision, s.rows,
+          s.cols, s.n, s.gates ? GateStride(s.rows) : s.rows, s.step);
     }
   };
   for (const KernelTable* k : SupportedKernels()) {

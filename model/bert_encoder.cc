@@ -233,7 +233,7 @@ void BertEncoder::Attention(const SequenceBatch& batch, int first_head,
       rhs.resize(std::max<Eigen::Index>(rhs.size(),
                                         kernels_->gemm_scratch_floats(d, len)));
       kernels_->gemm(packed.data(), len, d, k, ld, len, scores.data(), len,
-                     zeros, rhs.data());
+                     zeros, rhs.data(), /*backward=*/false);
       kernels_->softmax_rows(scores.data(), len, len, len, scale,
                              inv_sums.data());
       // context_t = sum_j p(t, j) v_j: V [d x len] packed, times the

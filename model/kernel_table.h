@@ -31,10 +31,15 @@ struct KernelTable {
   // out[:, j] += W x[:, j] for j < n. Column j of x is x + j * ldx (cols
   // floats), column j of out is out + j * ldo (rows floats). With `bias`
   // (rows floats), out[:, j] = bias + W x[:, j] instead: out's old values
-  // are not read.
+  // are not read. W is read a block of rows at a time, the blocks first to
+  // last, or last to first if `backward`: the same result bit for bit (a
+  // row's sum does not depend on the order of the rows). A caller that
+  // multiplies by one W larger than the core's L2 step after step (the
+  // recurrent W_hh) alternates, so each pass starts on the rows the last
+  // one left in cache instead of on those it evicted first.
   void (*gemm)(const float* packed, int rows, int cols, const float* x,
                ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
-               const float* bias, float* scratch);
+               const float* bias, float* scratch, bool backward);
   // gemm with x k-major and read in place, no packing: column j of x at
   // depth k is x[k * ldx + j] (ldx >= n).
   void (*gemm_rows)(const float* packed, int rows, int cols, const float* x,

@@ -397,10 +397,12 @@ void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
 // (PackGroup's layout), else at xs + g with stride ldx (k-major in place).
 void BlocksTimesGroups(const float* packed, int rows, int cols, const float* xs,
                        bool xs_packed, ptrdiff_t ldx, int width, float* out,
-                       ptrdiff_t ldo, const float* bias) {
+                       ptrdiff_t ldo, const float* bias, bool backward) {
   const int block_rows = BlockRows(cols);
+  const int blocks = (rows + block_rows - 1) / block_rows;
   const int groups = (width + kNr - 1) / kNr;
-  for (int r0 = 0; r0 < rows; r0 += block_rows) {
+  for (int i = 0; i < blocks; ++i) {
+    const int r0 = (backward ? blocks - 1 - i : i) * block_rows;
     const int nrows = rows - r0 < block_rows ? rows - r0 : block_rows;
     const float* block = packed + static_cast<ptrdiff_t>(r0) * cols;
     for (int g = 0, q = 0; q < groups; g += GroupWidth(width, groups, q++)) {
@@ -415,7 +417,7 @@ void BlocksTimesGroups(const float* packed, int rows, int cols, const float* xs,
 
 void Gemm(const float* packed, int rows, int cols, const float* x,
           ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
-          float* scratch) {
+          float* scratch, bool backward) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
   const ptrdiff_t chunk = ChunkColumns(cols, n);
   for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
@@ -429,7 +431,7 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
       dst += static_cast<ptrdiff_t>(nr) * cols;
     }
     BlocksTimesGroups(packed, rows, cols, scratch, true, 0, width,
-                      out + j0 * ldo, ldo, bias);
+                      out + j0 * ldo, ldo, bias, backward);
   }
 }
 
@@ -439,7 +441,8 @@ void GemmRows(const float* packed, int rows, int cols, const float* x,
               ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo,
               const float* bias) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
-  BlocksTimesGroups(packed, rows, cols, x, false, ldx, n, out, ldo, bias);
+  BlocksTimesGroups(packed, rows, cols, x, false, ldx, n, out, ldo, bias,
+                    false);
 }
 
 // ---- Recurrent cells --------------------------------------------------------

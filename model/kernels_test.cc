@@ -136,9 +136,9 @@ TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
             std::vector<float> scratch(k->gemm_scratch_floats(cols, n));
             std::vector<float> out(ldo * n, 0.5f), biased(ldo * n, NAN);
             k->gemm(packed.data(), rows, cols, x.data(), ldx, n, out.data(),
-                    ldo, nullptr, scratch.data());
+                    ldo, nullptr, scratch.data(), false);
             k->gemm(packed.data(), rows, cols, x.data(), ldx, n, biased.data(),
-                    ldo, bias.data(), scratch.data());
+                    ldo, bias.data(), scratch.data(), false);
             // The same x k-major: column j at depth c is xt[c * ldxt + j].
             const ptrdiff_t ldxt = n + 3;
             std::vector<float> xt(ldxt * cols);
@@ -171,6 +171,40 @@ TEST(KernelsTest, PackAndGemmMatchDoubleSumsOnEveryLayoutAndLevel) {
             }
           }
         }
+      }
+    }
+  }
+}
+
+// gemm reading W's blocks of rows last to first gives the first-to-last
+// result bit for bit, on every level: W of several blocks (the last one and
+// the last panel partial), right-hand sides of one group and of several,
+// with and without bias.
+TEST(KernelsTest, GemmBackwardEqualsForwardBitForBit) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int rows = 1001, cols = 256;
+  const ptrdiff_t ldo = rows + 1;
+  std::vector<float> w(static_cast<size_t>(rows) * cols), bias(rows);
+  for (float& v : w) v = u(rng);
+  for (float& v : bias) v = u(rng);
+  for (const KernelTable* k : SupportedKernels()) {
+    std::vector<float> packed(k->packed_floats(rows, cols));
+    k->pack(w.data(), cols, 1, rows, cols, packed.data());
+    for (int n : {1, 5, 40}) {
+      std::vector<float> x(static_cast<size_t>(cols) * n);
+      for (float& v : x) v = u(rng);
+      std::vector<float> scratch(k->gemm_scratch_floats(cols, n));
+      for (const float* b : {static_cast<const float*>(nullptr),
+                             static_cast<const float*>(bias.data())}) {
+        std::vector<float> forward(ldo * n, 0.5f), backward(ldo * n, 0.5f);
+        k->gemm(packed.data(), rows, cols, x.data(), cols, n, forward.data(),
+                ldo, b, scratch.data(), false);
+        k->gemm(packed.data(), rows, cols, x.data(), cols, n, backward.data(),
+                ldo, b, scratch.data(), true);
+        EXPECT_EQ(forward, backward)
+            << k->isa << " n=" << n << (b != nullptr ? " with bias" : "");
+        for (int j = 0; j < n; ++j) EXPECT_EQ(backward[j * ldo + rows], 0.5f);
       }
     }
   }

@@ -65,8 +65,9 @@ PackedMatrix::PackedMatrix(const Eigen::MatrixXf& w, const KernelTable& kernels,
 
 void PackedMatrix::MultiplyAdd(const Eigen::Ref<const Eigen::MatrixXf>& x,
                                Eigen::Ref<Eigen::MatrixXf> out,
-                               Eigen::VectorXf& rhs_scratch) const {
-  MultiplyAddRows(0, static_cast<int>(rows_), x, out, rhs_scratch);
+                               Eigen::VectorXf& rhs_scratch,
+                               RowOrder order) const {
+  Run(0, static_cast<int>(rows_), x, nullptr, out, rhs_scratch, order);
 }
 
 int PackedMatrix::row_alignment() const {
@@ -80,13 +81,13 @@ void PackedMatrix::MultiplyAddRows(int first, int count,
                                    const Eigen::Ref<const Eigen::MatrixXf>& x,
                                    Eigen::Ref<Eigen::MatrixXf> out,
                                    Eigen::VectorXf& rhs_scratch) const {
-  Run(first, count, x, nullptr, out, rhs_scratch);
+  Run(first, count, x, nullptr, out, rhs_scratch, RowOrder::kForward);
 }
 
 void PackedMatrix::Affine(const Eigen::Ref<const Eigen::MatrixXf>& x,
                           const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
-                          Eigen::VectorXf& rhs_scratch) const {
-  Run(0, static_cast<int>(rows_), x, bias, out, rhs_scratch);
+                          Eigen::VectorXf& rhs_scratch, RowOrder order) const {
+  Run(0, static_cast<int>(rows_), x, bias, out, rhs_scratch, order);
 }
 
 void PackedMatrix::AffineRows(int first, int count,
@@ -94,13 +95,13 @@ void PackedMatrix::AffineRows(int first, int count,
                               const float* bias,
                               Eigen::Ref<Eigen::MatrixXf> out,
                               Eigen::VectorXf& rhs_scratch) const {
-  Run(first, count, x, bias, out, rhs_scratch);
+  Run(first, count, x, bias, out, rhs_scratch, RowOrder::kForward);
 }
 
 void PackedMatrix::Run(int first, int count,
                        const Eigen::Ref<const Eigen::MatrixXf>& x,
                        const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
-                       Eigen::VectorXf& rhs_scratch) const {
+                       Eigen::VectorXf& rhs_scratch, RowOrder order) const {
   const Eigen::Index n = x.cols();
   if (n == 0 || count == 0) return;
   if (cols_ == 0) {
@@ -129,7 +130,8 @@ void PackedMatrix::Run(int first, int count,
   // first * cols.
   kernels_->gemm(packed_.data() + static_cast<size_t>(first) * cols_, count,
                  cols, x.data(), x.outerStride(), n, out.data(),
-                 out.outerStride(), bias, rhs_scratch.data());
+                 out.outerStride(), bias, rhs_scratch.data(),
+                 order == RowOrder::kBackward);
 }
 
 }  // namespace ctxembed

@@ -34,6 +34,13 @@ float RoundToBf16(float x);
 // returned as fp32: the weights kInt8 multiplies.
 Eigen::MatrixXf RoundToInt8Rows(const Eigen::MatrixXf& w);
 
+// The order a product reads W's rows in (KernelTable::gemm's `backward`):
+// the same result bit for bit. A caller that multiplies by one W at every
+// step alternates them, so that each pass starts where the last one ended,
+// on the rows still in the core's cache. The reduced-precision kernels
+// read W first to last in either case.
+enum class RowOrder { kForward, kBackward };
+
 // Immutable after construction; thread-safe (MultiplyAdd's scratch is the
 // caller's). Keeps the kernel it was packed for: the packed layout is that
 // kernel's.
@@ -61,7 +68,8 @@ class PackedMatrix {
   // it grows as needed and is reused.
   void MultiplyAdd(const Eigen::Ref<const Eigen::MatrixXf>& x,
                    Eigen::Ref<Eigen::MatrixXf> out,
-                   Eigen::VectorXf& rhs_scratch) const;
+                   Eigen::VectorXf& rhs_scratch,
+                   RowOrder order = RowOrder::kForward) const;
 
   // Rows of the packed layout's panels (MultiplyAddRows starts on a multiple
   // of it); 0 for an empty matrix.
@@ -78,8 +86,8 @@ class PackedMatrix {
   // make one pass over out. AffineRows: rows [first, first + count) of it,
   // `bias` pointing at the bias of row `first`.
   void Affine(const Eigen::Ref<const Eigen::MatrixXf>& x, const float* bias,
-              Eigen::Ref<Eigen::MatrixXf> out,
-              Eigen::VectorXf& rhs_scratch) const;
+              Eigen::Ref<Eigen::MatrixXf> out, Eigen::VectorXf& rhs_scratch,
+              RowOrder order = RowOrder::kForward) const;
   void AffineRows(int first, int count,
                   const Eigen::Ref<const Eigen::MatrixXf>& x, const float* bias,
                   Eigen::Ref<Eigen::MatrixXf> out,
@@ -89,7 +97,7 @@ class PackedMatrix {
   // MultiplyAddRows with bias null, AffineRows otherwise.
   void Run(int first, int count, const Eigen::Ref<const Eigen::MatrixXf>& x,
            const float* bias, Eigen::Ref<Eigen::MatrixXf> out,
-           Eigen::VectorXf& rhs_scratch) const;
+           Eigen::VectorXf& rhs_scratch, RowOrder order) const;
 
   Eigen::Index rows_ = 0, cols_ = 0;
   const KernelTable* kernels_ = nullptr;
