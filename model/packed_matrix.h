@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <vector>
 
+#include "model/aligned_vector.h"
 #include "model/kernel_table.h"
 #include "model/kernels.h"
 
@@ -104,7 +105,7 @@ class PackedMatrix {
   Precision precision_ = Precision::kFp32;
   // Set: packed_ is this kernel's (bf16 or int8); null: kernels_'s.
   const ReducedGemm* reduced_ = nullptr;
-  std::vector<float> packed_;
+  AlignedVector<float> packed_;  // on a cache line: see aligned_vector.h
 };
 
 }  // namespace ctxembed

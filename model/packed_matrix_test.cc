@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <utility>
@@ -256,6 +257,28 @@ TEST(PackedMatrixTest, RoundToBf16RoundsToNearestEven) {
   EXPECT_EQ(RoundToBf16(1.0f + 1.0f / 256), 1.0f);
   EXPECT_EQ(RoundToBf16(1.0f + 3.0f / 256), 1.0f + 1.0f / 64);
   EXPECT_EQ(RoundToBf16(1.0f + 1.0f / 128 + 1e-6f), 1.0f + 1.0f / 128);
+}
+
+// The packed weights' storage starts on a cache line whatever malloc would
+// have returned: small and large (mmap-sized) sizes, after allocations of
+// odd sizes, grown, and copied.
+TEST(PackedMatrixTest, AlignedVectorStartsOnACacheLine) {
+  auto aligned = [](const void* p) {
+    return reinterpret_cast<uintptr_t>(p) % kCacheLineBytes == 0;
+  };
+  std::vector<std::vector<char>> odd;
+  for (size_t n : {1, 3, 1000, 300000}) {
+    odd.emplace_back(n * 7 + 5);
+    AlignedVector<float> v(n, 1.0f);
+    EXPECT_TRUE(aligned(v.data())) << n;
+    v.resize(3 * n + 1, 2.0f);
+    EXPECT_TRUE(aligned(v.data())) << n;
+    EXPECT_EQ(v[0], 1.0f);
+    EXPECT_EQ(v.back(), 2.0f);
+    const AlignedVector<float> copy = v;
+    EXPECT_TRUE(aligned(copy.data())) << n;
+    EXPECT_EQ(copy, v);
+  }
 }
 
 }  // namespace
