@@ -419,6 +419,12 @@ void Gemm(const float* packed, int rows, int cols, const float* x,
           ptrdiff_t ldx, int n, float* out, ptrdiff_t ldo, const float* bias,
           float* scratch, bool backward) {
   if (rows <= 0 || cols <= 0 || n <= 0) return;
+  if (n == 1) {
+    // One column is its own k-major layout: read in place, not packed.
+    BlocksTimesGroups(packed, rows, cols, x, false, 1, 1, out, ldo, bias,
+                      backward);
+    return;
+  }
   const ptrdiff_t chunk = ChunkColumns(cols, n);
   for (ptrdiff_t j0 = 0; j0 < n; j0 += chunk) {
     const int width = static_cast<int>(n - j0 < chunk ? n - j0 : chunk);
