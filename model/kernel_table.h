@@ -85,7 +85,8 @@ struct KernelTable {
 // the kernel's own format (bfloat16 pairs, or int8 with a scale per row),
 // x converted as it is packed (rounded to bfloat16, or quantized to uint8
 // with a scale and zero point per column), products summed in fp32 (bf16)
-// or exactly in int32 (int8). Same contract as KernelTable's gemm, in bytes.
+// or exactly in int32 (int8). Same contract as KernelTable's gemm, in bytes,
+// but for `backward`: W's rows are read first to last.
 struct ReducedGemm {
   // Rows per packed panel: rows [p * panel_rows, ...) start at byte
   // p * packed_bytes(1, cols), so whole panels can be multiplied alone.

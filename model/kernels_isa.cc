@@ -395,6 +395,7 @@ void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
 // memory once and from the core's L2 for the other groups. The group at
 // column g starts at xs + g * cols with its width as stride if `packed`
 // (PackGroup's layout), else at xs + g with stride ldx (k-major in place).
+// The blocks go first to last, or last to first if `backward`.
 void BlocksTimesGroups(const float* packed, int rows, int cols, const float* xs,
                        bool xs_packed, ptrdiff_t ldx, int width, float* out,
                        ptrdiff_t ldo, const float* bias, bool backward) {

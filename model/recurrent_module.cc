@@ -156,8 +156,8 @@ void RecurrentModule::Step(const Layer& layer, int d, int t, int b,
   // gates and hidden_gates: GateStride(GH) floats per column.
   const ptrdiff_t ldg = gates.outerStride();
   // W_hh (1 MB at hidden 256) does not fit in the core's L2 beside the
-  // rest: read its rows last to first every other step, each step starts
-  // on the rows the previous one left in cache (bench/gemm_bench
+  // rest: its rows are read last to first every other step, so that each
+  // step starts on the rows the previous one left in cache (bench/gemm_bench
   // lstm_step_h256_b1: 43 -> 46 GFLOP/s).
   const RowOrder order = t % 2 == 0 ? RowOrder::kForward : RowOrder::kBackward;
   // One GEMM per step for the whole batch (h is zero at t = 0).
