@@ -25,8 +25,8 @@ struct CacheLineAllocator {
     return static_cast<T*>(
         ::operator new (n * sizeof(T), std::align_val_t{kCacheLineBytes}));
   }
-  void deallocate(T* p, std::size_t n) {
-    ::operator delete (p, n * sizeof(T), std::align_val_t{kCacheLineBytes});
+  void deallocate(T* p, std::size_t /*n*/) {
+    ::operator delete (p, std::align_val_t{kCacheLineBytes});
   }
 
   friend bool operator==(const CacheLineAllocator&, const CacheLineAllocator&) {
