@@ -225,9 +225,14 @@ ptrdiff_t ChunkColumns(int cols, int n) {
 }
 
 // Rows of W (whole panels) per block of Gemm: kWBlockFloats of packed W.
-int BlockRows(int cols) {
-  const ptrdiff_t panels =
-      kWBlockFloats / (static_cast<ptrdiff_t>(kPanel) * cols);
+// A right-hand side of under 4 columns is one narrow group, multiplied 4
+// or 2 panels at a time (Group); its blocks are whole runs of 4 panels,
+// else each block's odd panels go to the one-panel kernel, whose few
+// accumulators cannot hide the FMA latency (v3 at depth 256: 5 panels a
+// block, one of them alone).
+int BlockRows(int cols, int width) {
+  ptrdiff_t panels = kWBlockFloats / (static_cast<ptrdiff_t>(kPanel) * cols);
+  if (width < 4) panels = panels < 4 ? 4 : panels / 4 * 4;
   return static_cast<int>(panels > 1 ? panels : 1) * kPanel;
 }
 
@@ -399,7 +404,7 @@ void PackGroup(const float* x, ptrdiff_t ldx, int nr, int cols, float* dst) {
 void BlocksTimesGroups(const float* packed, int rows, int cols, const float* xs,
                        bool xs_packed, ptrdiff_t ldx, int width, float* out,
                        ptrdiff_t ldo, const float* bias, bool backward) {
-  const int block_rows = BlockRows(cols);
+  const int block_rows = BlockRows(cols, width);
   const int blocks = (rows + block_rows - 1) / block_rows;
   const int groups = (width + kNr - 1) / kNr;
   for (int i = 0; i < blocks; ++i) {
