@@ -9,6 +9,7 @@
 //   build/bench/gemm_bench [--benchmark_filter=v4/]
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <string>
 
 #include "model/kernels.h"
@@ -29,13 +30,11 @@ void BM_Gemm(benchmark::State& state, const KernelTable* k, Precision precision,
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(cols, n);
   Eigen::MatrixXf out = Eigen::MatrixXf::Zero(ldo, n);
   Eigen::VectorXf scratch;
-  RowOrder order = RowOrder::kForward;
+  int64_t pass = 0;
   for (auto _ : state) {
-    packed.MultiplyAdd(x, out.topRows(rows), scratch, order);
-    if (alternate) {
-      order = order == RowOrder::kForward ? RowOrder::kBackward
-                                          : RowOrder::kForward;
-    }
+    packed.MultiplyAdd(
+        x, out.topRows(rows), scratch,
+        alternate ? AlternatingRowOrder(pass++) : RowOrder::kForward);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }

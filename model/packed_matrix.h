@@ -4,6 +4,7 @@
 #define CTXEMBED_MODEL_PACKED_MATRIX_H_
 
 #include <Eigen/Core>
+#include <cstdint>
 #include <vector>
 
 #include "model/aligned_vector.h"
@@ -41,6 +42,12 @@ Eigen::MatrixXf RoundToInt8Rows(const Eigen::MatrixXf& w);
 // on the rows still in the core's cache. The reduced-precision kernels
 // read W first to last in either case.
 enum class RowOrder { kForward, kBackward };
+
+// The order for pass `pass` (0, 1, 2, ...) of a product repeated with one
+// W: forward on even passes, backward on odd ones.
+inline RowOrder AlternatingRowOrder(int64_t pass) {
+  return pass % 2 == 0 ? RowOrder::kForward : RowOrder::kBackward;
+}
 
 // Immutable after construction; thread-safe (MultiplyAdd's scratch is the
 // caller's). Keeps the kernel it was packed for: the packed layout is that

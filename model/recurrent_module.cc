@@ -159,7 +159,7 @@ void RecurrentModule::Step(const Layer& layer, int d, int t, int b,
   // rest: its rows are read last to first every other step, so that each
   // step starts on the rows the previous one left in cache (bench/gemm_bench
   // lstm_step_h256_b1: 43 -> 46 GFLOP/s).
-  const RowOrder order = t % 2 == 0 ? RowOrder::kForward : RowOrder::kBackward;
+  const RowOrder order = AlternatingRowOrder(t);
   // One GEMM per step for the whole batch (h is zero at t = 0).
   if (lstm_) {
     if (t > 0) {
