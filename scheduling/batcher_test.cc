@@ -116,6 +116,21 @@ class BatcherTest : public ::testing::Test {
     entered.WaitForNotification();
   }
 
+  // Submits one-sentence probes until the batcher answers UNAVAILABLE (a
+  // Shutdown running on another thread has begun); returns how many were
+  // accepted before that. Those queue up, at most max_queue_sentences.
+  static constexpr int kMaxProbes = 2048;
+  int SubmitUntilRefused(Batcher& batcher, std::vector<Outcome>& probes) {
+    int accepted = 0;
+    for (int tries = 0; tries < 10'000'000; ++tries) {
+      const absl::Status s = batcher.Submit(Job({1}, &probes[accepted]));
+      if (s.code() == absl::StatusCode::kUnavailable) break;
+      if (s.ok()) ++accepted;
+      std::this_thread::yield();
+    }
+    return accepted;
+  }
+
   CountingObserver observer_;
 };
 
@@ -250,24 +265,36 @@ TEST_F(BatcherTest, AQueueWaitBudgetRefusesWhatWouldWaitTooLong) {
               HasSubstr("max_queue_wait_micros is 1"));
 }
 
+// The worker is held while Shutdown(0) begins, so every queued job is still
+// queued when the drain deadline has passed: each must end UNAVAILABLE, none
+// computed and none lost. (Without the hold the worker could finish them all
+// before Shutdown, and the test would depend on scheduling.)
 TEST_F(BatcherTest, ShutdownEndsEveryJobAndRefusesNewOnes) {
   auto batcher =
       Create({.queue = {.max_batch_sentences = 1}, .num_workers = 1});
   ASSERT_TRUE(batcher.ok());
+  Notification entered, release;
+  ReleaseOnExit guard{release};  // a failed assertion must not hang
+  ASSERT_NO_FATAL_FAILURE(HoldTheWorker(**batcher, entered, release));
   constexpr int kJobs = 50;
   std::vector<Outcome> outcomes(kJobs);
   for (int i = 0; i < kJobs; ++i) {
     ASSERT_TRUE((*batcher)->Submit(Job({8, 1}, &outcomes[i])).ok());
   }
-  (*batcher)->Shutdown(/*drain_timeout_micros=*/0);
-  int ok = 0, unavailable = 0;
+  std::thread shutdown([&] { (*batcher)->Shutdown(/*drain_timeout=*/0); });
+  std::vector<Outcome> probes(kMaxProbes);
+  const int accepted = SubmitUntilRefused(**batcher, probes);
+  release.Notify();
+  shutdown.join();
   for (auto& o : outcomes) {
     ASSERT_TRUE(o.done.HasBeenNotified());  // nothing vanished
-    if (o.status.ok()) ++ok;
-    if (o.status.code() == absl::StatusCode::kUnavailable) ++unavailable;
+    EXPECT_EQ(o.status.code(), absl::StatusCode::kUnavailable) << o.status;
   }
-  EXPECT_EQ(ok + unavailable, kJobs);
-  EXPECT_GT(unavailable, 0);
+  for (int i = 0; i < accepted; ++i) {
+    ASSERT_TRUE(probes[i].done.HasBeenNotified());
+    EXPECT_EQ(probes[i].status.code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(observer_.sentences_run, 1);  // only the held job ran
   Outcome after;
   EXPECT_EQ((*batcher)->Submit(Job({1}, &after)).code(),
             absl::StatusCode::kUnavailable);
@@ -289,14 +316,8 @@ TEST_F(BatcherTest, ConcurrentShutdownsBothWaitForTheDrain) {
   std::thread first([&] { (*batcher)->Shutdown(10'000'000); });
   // Wait until the first call has begun: new work is then UNAVAILABLE.
   // Probes accepted before that queue up (at most max_queue_sentences).
-  std::vector<Outcome> probes(2048);
-  int accepted = 0;
-  for (int tries = 0; tries < 10'000'000; ++tries) {
-    const absl::Status s = (*batcher)->Submit(Job({1}, &probes[accepted]));
-    if (s.code() == absl::StatusCode::kUnavailable) break;
-    if (s.ok()) ++accepted;
-    std::this_thread::yield();
-  }
+  std::vector<Outcome> probes(kMaxProbes);
+  SubmitUntilRefused(**batcher, probes);
   std::atomic<bool> drained_when_second_returned{false};
   std::thread second([&] {
     (*batcher)->Shutdown(10'000'000);
