@@ -1,5 +1,6 @@
 #include "model/parallel_runner.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace ctxembed {
@@ -37,56 +38,70 @@ ParallelRunner::ParallelRunner() : helper_([this] { Loop(); }) {}
 
 ParallelRunner::~ParallelRunner() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  work_.notify_one();
   helper_.join();
 }
 
 void ParallelRunner::Loop() {
   while (true) {
-    SpinFor([this] { return posted_.load(std::memory_order_acquire); },
+    SpinFor([this] { return num_posted_.load(std::memory_order_acquire) > 0; },
             kHelperSpin);
-    const std::function<void()>* task;
+    Slot* slot;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &ParallelRunner::HasWork));
+      std::unique_lock<std::mutex> lock(mu_);
+      work_.wait(lock, [this] { return stop_ || !posted_.empty(); });
       if (stop_) return;
-      task = task_;
-      task_ = nullptr;
-      posted_.store(false, std::memory_order_relaxed);
+      slot = posted_.front();
+      posted_.pop_front();
+      num_posted_.store(static_cast<int>(posted_.size()),
+                        std::memory_order_relaxed);
+      slot->taken = true;
     }
-    (*task)();
-    absl::MutexLock lock(&mu_);
-    task_done_ = true;
-    done_.store(true, std::memory_order_release);
+    (*slot->task)();
+    {
+      // The caller returns, and its slot goes, once it sees `done` under
+      // the lock: nothing here touches the slot after that.
+      std::lock_guard<std::mutex> lock(mu_);
+      slot->done = true;
+      slot->finished.store(true, std::memory_order_release);
+    }
+    done_.notify_all();  // callers of several Runs may sleep
   }
 }
 
 void ParallelRunner::Run(const std::function<void()>& a,
                          const std::function<void()>& b) {
-  bool use_helper = false;
+  Slot slot;
+  slot.task = &b;
   {
-    absl::MutexLock lock(&mu_);
-    if (!busy_) {
-      use_helper = true;
-      busy_ = true;
-      task_done_ = false;
-      done_.store(false, std::memory_order_relaxed);
-      task_ = &b;
-      posted_.store(true, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_.push_back(&slot);
+    num_posted_.store(static_cast<int>(posted_.size()),
+                      std::memory_order_release);
+  }
+  work_.notify_one();
+  a();
+  bool run_here = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!slot.taken) {  // the helper has not got to it: run it here
+      slot.taken = run_here = true;
+      posted_.erase(std::find(posted_.begin(), posted_.end(), &slot));
+      num_posted_.store(static_cast<int>(posted_.size()),
+                        std::memory_order_relaxed);
     }
   }
-  a();
-  if (!use_helper) {
+  if (run_here) {
     b();
     return;
   }
-  SpinFor([this] { return done_.load(std::memory_order_acquire); },
+  SpinFor([&slot] { return slot.finished.load(std::memory_order_acquire); },
           kCallerSpin);
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&task_done_));
-  busy_ = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [&slot] { return slot.done; });
 }
 
 }  // namespace ctxembed

@@ -3,20 +3,29 @@
 #define CTXEMBED_MODEL_PARALLEL_RUNNER_H_
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <thread>
-
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 
 namespace ctxembed {
 
-// One persistent helper thread. Between tasks it polls for up to 50 us (the
-// next step of a layer-by-layer computation usually comes sooner, and a
-// futex wake costs several microseconds), then sleeps on a condition
-// variable: an idle helper never keeps a core from the serving threads for
-// longer. The caller likewise polls up to 200 us for its task's end before
-// sleeping. Thread-safe.
+// One persistent helper thread that takes posted work in turn. Between
+// tasks it polls for up to 50 us (the next step of a layer-by-layer
+// computation usually comes sooner, and a futex wake costs several
+// microseconds), then sleeps on a condition variable: an idle helper never
+// keeps a core from the serving threads for longer. The caller likewise
+// polls up to 200 us for its task's end before sleeping. Thread-safe.
+//
+// Several threads may call Run at once (the server's batch workers). Each
+// call posts its second task; the helper takes posted tasks oldest first,
+// and a caller that finishes its first task while its second still waits
+// takes it back and runs it itself. So no call waits on another's work,
+// and a task posted while the helper was busy is still taken by it when it
+// frees up in time: a worker that found the helper busy no longer runs
+// its whole layer on one core while the other core idles
+// (bench/results/serving.md).
 class ParallelRunner {
  public:
   // The process-wide runner; its helper starts on first use.
@@ -27,25 +36,33 @@ class ParallelRunner {
   ParallelRunner(const ParallelRunner&) = delete;
   ParallelRunner& operator=(const ParallelRunner&) = delete;
 
-  // Runs `a` on the calling thread and `b` on the helper if the helper is
-  // idle, else `b` after `a`; returns when both are done. The two must not
-  // touch the same memory.
+  // Runs `a` on the calling thread and `b` on the helper if it gets to it
+  // first, else on the calling thread after `a`; returns when both are
+  // done. The two must not touch the same memory.
   void Run(const std::function<void()>& a, const std::function<void()>& b);
 
  private:
-  void Loop();
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stop_ || task_ != nullptr;
-  }
+  // A posted task, on its caller's stack while Run waits. `taken` and
+  // `done` are guarded by mu_; `finished` mirrors `done` for polling.
+  struct Slot {
+    const std::function<void()>* task = nullptr;
+    bool taken = false;  // by the helper or back by the caller
+    bool done = false;   // the helper has run it
+    std::atomic<bool> finished{false};
+  };
 
-  absl::Mutex mu_;
-  const std::function<void()>* task_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool busy_ ABSL_GUARDED_BY(mu_) = false;
-  bool task_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  // Mirrors of "task_ is set" and task_done_, polled without the lock.
-  std::atomic<bool> posted_{false};
-  std::atomic<bool> done_{false};
+  void Loop();
+
+  // std::mutex rather than absl::Mutex: Debian's abseil is built without
+  // ThreadSanitizer, which then cannot see absl's locks (scheduling/mutex.h
+  // explains), and model/ does not depend on scheduling/.
+  std::mutex mu_;
+  std::condition_variable work_;  // posted_ grew or stop_ was set
+  std::condition_variable done_;  // a slot's task is done
+  std::deque<Slot*> posted_;      // oldest first; guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  // posted_.size(), polled by the helper without the lock.
+  std::atomic<int> num_posted_{0};
   std::thread helper_;
 };
 

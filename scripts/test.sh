@@ -38,7 +38,8 @@ cmake --build build-asan -j"$(nproc)" > /dev/null
 
 
 # ThreadSanitizer: the scheduler, batcher and shutdown tests, the scheduler
-# stress test, the unary calls' JobGroup stress test, and the EmbedStream
+# stress test, the unary calls' JobGroup stress test, ParallelRunner with
+# several callers (model/parallel_runner_test), and the EmbedStream
 # reactor's stress test against a fake gRPC stream
 # (server/embed_stream_test.cc). Our locks are visible to TSan
 # through scheduling/mutex.h; a real gRPC channel is not (Debian's gRPC is
@@ -50,7 +51,7 @@ configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 tsan_tests=(scheduling/batch_queue_test scheduling/batcher_test
             scheduling/scheduler_test scheduling/scheduler_stress_test
             server/embed_stream_test server/connection_limit_test
-            server/job_group_test)
+            server/job_group_test model/parallel_runner_test)
 cmake --build build-tsan -j"$(nproc)" --target "${tsan_tests[@]##*/}" > /dev/null
 for t in "${tsan_tests[@]}"; do
   echo "tsan: $t"
