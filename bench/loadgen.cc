@@ -4,15 +4,19 @@
 //   loadgen --target=127.0.0.1:50051 --mode=closed --concurrency=64
 //       --duration_s=10 --sentences=FILE [--max_per_request=1]
 //   loadgen --mode=open --rate=2000 ...   (Poisson arrivals)
+//   loadgen --rpc=stream ...   (closed loop over EmbedStream)
 //
 // Closed loop: `concurrency` callers, each sending its next request when the
 // last one returns. Open loop: requests are sent at Poisson arrival times at
 // `rate` per second whatever the server does, and latency is measured from
 // the scheduled send time, so queueing at the client is counted rather than
-// hidden (coordinated omission). Each request carries 1..max_per_request
-// sentences drawn at random from the file (one per line). Talks to loopback
-// addresses only and stops by itself after --duration_s.
-// Prints a JSON report (also to --out_json) and a markdown row (--out_md).
+// hidden (coordinated omission). With --rpc=stream each closed-loop caller
+// holds one EmbedStream and sends its next request on it when the last
+// answer arrives (one call set up per caller, not per request). Each request
+// carries 1..max_per_request sentences drawn at random from the file (one per
+// line). Talks to loopback addresses only and stops by itself after
+// --duration_s. Prints a JSON report (also to --out_json) and a markdown row
+// (--out_md).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -42,6 +46,9 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "server (loopback only)");
 ABSL_FLAG(std::string, mode, "closed", "closed or open");
+ABSL_FLAG(std::string, rpc, "unary",
+          "unary (an Embed call per request) or stream (closed loop only: "
+          "each caller's requests on its own EmbedStream)");
 ABSL_FLAG(int, concurrency, 64, "closed loop: concurrent callers");
 ABSL_FLAG(double, rate, 1000, "open loop: requests per second");
 ABSL_FLAG(double, duration_s, 10, "how long to send");
@@ -149,12 +156,7 @@ class Load {
       EmbedResponse resp;
     };
     auto* call = new Call;
-    const int k =
-        1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
-    for (int i = 0; i < k; ++i)
-      call->req.add_inputs(texts_[rng() % texts_.size()]);
-    call->req.set_model(absl::GetFlag(FLAGS_model));
-    call->req.set_truncate(true);
+    const int k = FillRequest(rng, &call->req);
     if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
       call->ctx.set_deadline(std::chrono::system_clock::now() +
                              std::chrono::milliseconds(ms));
@@ -178,6 +180,18 @@ class Load {
         });
   }
 
+  // A request of 1..max_per_request random sentences; returns how many.
+  int FillRequest(std::mt19937& rng, EmbedRequest* req) const {
+    req->Clear();
+    const int k =
+        1 + static_cast<int>(rng() % absl::GetFlag(FLAGS_max_per_request));
+    for (int i = 0; i < k; ++i) req->add_inputs(texts_[rng() % texts_.size()]);
+    req->set_model(absl::GetFlag(FLAGS_model));
+    req->set_truncate(true);
+    return k;
+  }
+
+  ctxembed::v1::Embedder::Stub& stub() { return *stub_; }
   int outstanding() const { return outstanding_; }
   Recorder recorder;
 
@@ -203,6 +217,120 @@ void RunClosed(Load& load, Clock::time_point start, Clock::time_point warm_end,
     load.Send(rngs[i], now, now >= warm_end, [&, i] { next(i); });
   };
   for (int i = 0; i < n; ++i) next(i);
+  all_done.WaitForNotification();
+}
+
+// One closed-loop caller over EmbedStream: writes a request, waits for its
+// answer, writes the next, until `end`; then closes its side and waits for
+// the call's status. A failed call fails the request in flight (recorded
+// with the call's code) and the caller opens a new stream. Deletes itself
+// and runs `done` when its last call has ended.
+class StreamCaller
+    : public grpc::ClientBidiReactor<EmbedRequest, EmbedResponse> {
+ public:
+  StreamCaller(Load& load, int seed, Clock::time_point warm_end,
+               Clock::time_point end, std::function<void()> done)
+      : load_(load),
+        rng_(seed),
+        warm_end_(warm_end),
+        end_(end),
+        done_(std::move(done)) {}
+
+  void Start() {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
+      // A stream lives for the whole run: the deadline covers that.
+      ctx_->set_deadline(std::chrono::system_clock::now() +
+                         (end_ - Clock::now()) + std::chrono::milliseconds(ms));
+    }
+    load_.stub().async()->EmbedStream(ctx_.get(), this);
+    in_flight_ = false;
+    WriteNext();
+    StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (ok) Settle();  // else the call has failed: OnDone follows
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the call ended: OnDone follows
+    const auto now = Clock::now();
+    if (counted_) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(now - sent_).count();
+      load_.recorder.Add(grpc::Status::OK, ms, ms, sentences_);
+    }
+    in_flight_ = false;
+    Settle();
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    if (in_flight_ && counted_) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - sent_)
+              .count();
+      load_.recorder.Add(s.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN,
+                                               "stream ended unanswered")
+                                : s,
+                         ms, ms, sentences_);
+    }
+    if (Clock::now() < end_ && !s.ok()) {
+      Start();  // a new call for the rest of the run
+      return;
+    }
+    auto done = std::move(done_);
+    delete this;
+    done();
+  }
+
+ private:
+  // The answer and the write's completion may come in either order; the
+  // next request goes out once both have (one write at a time).
+  void Settle() {
+    if (++settled_ < 2) return;
+    settled_ = 0;
+    if (Clock::now() >= end_) {
+      StartWritesDone();
+    } else {
+      WriteNext();
+    }
+  }
+
+  void WriteNext() {
+    sentences_ = load_.FillRequest(rng_, &req_);
+    sent_ = Clock::now();
+    counted_ = sent_ >= warm_end_;
+    in_flight_ = true;
+    settled_ = 0;
+    StartRead(&resp_);
+    StartWrite(&req_);
+  }
+
+  Load& load_;
+  std::mt19937 rng_;
+  const Clock::time_point warm_end_, end_;
+  std::function<void()> done_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  EmbedRequest req_;
+  EmbedResponse resp_;
+  Clock::time_point sent_;
+  int sentences_ = 0;
+  bool counted_ = false;
+  std::atomic<bool> in_flight_{false};
+  std::atomic<int> settled_{0};
+};
+
+void RunClosedStreams(Load& load, Clock::time_point warm_end,
+                      Clock::time_point end) {
+  const int n = absl::GetFlag(FLAGS_concurrency);
+  std::atomic<int> active{n};
+  absl::Notification all_done;
+  for (int i = 0; i < n; ++i) {
+    (new StreamCaller(load, 1000 + i, warm_end, end, [&] {
+      if (--active == 0) all_done.Notify();
+    }))->Start();
+  }
   all_done.WaitForNotification();
 }
 
@@ -347,8 +475,22 @@ int main(int argc, char** argv) {
       std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(absl::GetFlag(FLAGS_duration_s)));
   const bool open = absl::GetFlag(FLAGS_mode) == "open";
+  const std::string rpc = absl::GetFlag(FLAGS_rpc);
+  if (rpc != "unary" && rpc != "stream") {
+    std::fprintf(stderr, "loadgen: --rpc is unary or stream, not %s\n",
+                 rpc.c_str());
+    return 1;
+  }
+  if (rpc == "stream" && (open || !absl::GetFlag(FLAGS_http_target).empty())) {
+    std::fprintf(stderr,
+                 "loadgen: --rpc=stream runs the closed loop over gRPC "
+                 "only\n");
+    return 1;
+  }
   if (!absl::GetFlag(FLAGS_http_target).empty()) {
     RunClosedHttp(load, http_texts, warm_end, end);
+  } else if (rpc == "stream") {
+    RunClosedStreams(load, warm_end, end);
   } else if (open) {
     RunOpen(load, start, warm_end, end);
   } else {

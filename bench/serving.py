@@ -7,11 +7,13 @@ weights over a 20k-word vocabulary from WordNet, exported with
 tools/export_torch.py. Sentences: WordNet glosses (Debian wordnet-base).
 
 1. Throughput at concurrency 64, one ~16-token sentence per request, with
-   batching and with --max_batch_sentences=1.
+   batching and with --max_batch_sentences=1, as unary Embed calls; and
+   with batching over 64 EmbedStream calls (one request in flight on each).
 2. Latency against offered load, 10% to 100% of capacity, open loop.
 3. Overload at 2x capacity: goodput, p99 of accepted requests, how fast
    refusals come back, server memory before and after.
-4. Overhead: end-to-end sentences/s against the model alone at batch 32.
+4. Overhead: end-to-end sentences/s against the model alone at the batch
+   size the server ran, for unary calls and for streams.
 
 Usage: bench/serving.py [--quick] [--build build]
 """
@@ -170,13 +172,15 @@ def main():
         with open(mixed, "w") as f:
             f.write("\n".join(texts[:20000]) + "\n")
 
-        # 1. Batching on / off at concurrency 64.
-        for name, flags in (("batching", []),
-                            ("no batching", ["--max_batch_sentences=1"])):
+        # 1. Batching on / off at concurrency 64; batching over streams.
+        for name, rpc, flags in (
+                ("batching", "unary", []),
+                ("no batching", "unary", ["--max_batch_sentences=1"]),
+                ("batching, streams", "stream", [])):
             srv = Server(args.build, model_dir, *flags)
             before = srv.metrics()
             r = loadgen(args.build, srv, near16, name, mode="closed",
-                        concurrency=64, duration_s=dur)
+                        concurrency=64, duration_s=dur, rpc=rpc)
             r["mean_batch"] = mean_batch(before, srv.metrics())
             results["1 " + name] = r
             srv.stop()
@@ -212,15 +216,18 @@ def main():
             results["3 overload " + name] = r
             srv.stop()
 
-        # 4. The model alone at the batch size the server ran in run 1.
-        same_batch = max(1, int(round(results["1 batching"]["mean_batch"])))
-        timer = subprocess.run(
-            [os.path.join(args.build, "bench", "encoder_timer"),
-             "--model_dir=" + model_dir, "--batch=%d" % same_batch,
-             "--tokens=16",
-             "--min_seconds=%d" % (1 if args.quick else 3)],
-            capture_output=True, text=True, check=True)
-        results["4 model only"] = json.loads(timer.stdout)
+        # 4. The model alone at the batch size the server ran in run 1,
+        # and in the streams' run.
+        for key, run in (("4 model only", "1 batching"),
+                         ("4 model only, streams", "1 batching, streams")):
+            same_batch = max(1, int(round(results[run]["mean_batch"])))
+            timer = subprocess.run(
+                [os.path.join(args.build, "bench", "encoder_timer"),
+                 "--model_dir=" + model_dir, "--batch=%d" % same_batch,
+                 "--tokens=16",
+                 "--min_seconds=%d" % (1 if args.quick else 3)],
+                capture_output=True, text=True, check=True)
+            results[key] = json.loads(timer.stdout)
     write(results, capacity, args)
 
 
@@ -229,7 +236,7 @@ def write(results, capacity, args):
     with open(os.path.join(out, "serving.json"), "w") as f:
         json.dump(results, f, indent=1)
     on, off = results["1 batching"], results["1 no batching"]
-    model = results["4 model only"]
+    streams = results["1 batching, streams"]
     lines = [
         "# Serving under load",
         "",
@@ -248,6 +255,7 @@ def write(results, capacity, args):
         "|---|---|---|---|---|",
         "| batching | %.0f | %.1f | %.2f | %.2f |" % (on["requests_per_s"], on["mean_batch"], on["p50_ms"], on["p99_ms"]),
         "| max_batch_sentences=1 | %.0f | %.1f | %.2f | %.2f |" % (off["requests_per_s"], off["mean_batch"], off["p50_ms"], off["p99_ms"]),
+        "| batching, 64 EmbedStream calls | %.0f | %.1f | %.2f | %.2f |" % (streams["requests_per_s"], streams["mean_batch"], streams["p50_ms"], streams["p99_ms"]),
         "",
         "Batching serves **%.1fx** the unbatched throughput." % (on["requests_per_s"] / max(off["requests_per_s"], 1e-9)),
         "",
@@ -290,24 +298,35 @@ def write(results, capacity, args):
     lines += [
         "## 4. Overhead",
         "",
-        "- model alone (`encoder_timer`, batch %d = run 1's mean batch, 16 "
-        "tokens): %.0f sentences/s" % (model["batch"], model["sentences_per_s"]),
-        "- end to end (run 1, mean batch %.1f): %.0f sentences/s = **%.0f%%** "
-        "of the model alone (target >= 85%%)" % (
-            on["mean_batch"], on["sentences_per_s"],
-            100 * on["sentences_per_s"] / model["sentences_per_s"]),
-        "- CPU during run 1 (of %d cores): the server %.2f cores, the load "
-        "generator %.2f, idle %.2f. Per core of server CPU, end to end serves "
-        "%.0f sentences/s against the model alone's %.0f (both cores), "
-        "**%.0f%%**: the rest of the gap above is CPU the server did not get "
-        "(the load generator's and the idle share)." % (
-            os.cpu_count(), on["server_cores"], on["loadgen_cores"],
-            max(0.0, os.cpu_count() - on["server_cores"] -
-                on["loadgen_cores"]),
-            on["sentences_per_s"] / on["server_cores"],
-            model["sentences_per_s"] / os.cpu_count(),
-            100 * (on["sentences_per_s"] / on["server_cores"]) /
-            (model["sentences_per_s"] / os.cpu_count())),
+        "The model alone is `encoder_timer` at the mean batch of the run, 16 "
+        "tokens, on both cores. Per core of server CPU: end to end per core "
+        "the server used, against the model alone per core; the rest of the "
+        "whole-machine gap is CPU the server did not get (the load "
+        "generator's and the idle share).",
+        "",
+        "| calls | mean batch | end to end sentences/s | model alone | "
+        "of the model alone | server cores | load generator | idle | "
+        "per core of server CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, run, model in (
+            ("unary Embed (run 1)", on, results["4 model only"]),
+            ("64 EmbedStream", streams, results["4 model only, streams"])):
+        cores = os.cpu_count()
+        lines.append(
+            "| %s | %.1f | %.0f | %.0f | **%.0f%%** | %.2f | %.2f | %.2f | "
+            "**%.0f%%** |" % (
+                label, run["mean_batch"], run["sentences_per_s"],
+                model["sentences_per_s"],
+                100 * run["sentences_per_s"] / model["sentences_per_s"],
+                run["server_cores"], run["loadgen_cores"],
+                max(0.0, cores - run["server_cores"] - run["loadgen_cores"]),
+                100 * (run["sentences_per_s"] / run["server_cores"]) /
+                (model["sentences_per_s"] / cores)))
+    lines += [
+        "",
+        "Target: end to end >= 85% of the model alone.",
+        "",
         "- page faults of the server during run 1: %.2f per request (heap "
         "memory returned to the system between batches and touched again; "
         "see `--malloc_mmap_threshold_bytes` in server/main.cc)" %

@@ -73,6 +73,25 @@ class BatchingTest(unittest.TestCase):
             self.assertGreater(metric(text, name + '{model="bigru_2l_odd"}'), 0)
         self.assertIn('ctxembed_queue_depth{model="bigru_2l_odd"}', text)
 
+    def test_callers_on_streams_are_batched_together(self):
+        # loadgen --rpc=stream: each caller's requests on its own
+        # EmbedStream, one in flight; the server batches across streams.
+        server = harness.Server([MODEL])
+        try:
+            report = self.load(server, mode="closed", rpc="stream",
+                               concurrency=32, duration_s=1.5)
+            text = self.scrape(server)
+        finally:
+            server.close()
+        self.assertEqual(list(report["codes"]), ["OK"])
+        self.assertGreater(report["requests_per_s"], 0)
+        requests = 'ctxembed_requests_total{code="OK",method="%s"}'
+        self.assertGreater(metric(text, requests % "EmbedStream"), 0)
+        self.assertEqual(metric(text, requests % "Embed"), 0)
+        m = 'ctxembed_batch_size_%s{model="bigru_2l_odd"}'
+        self.assertGreater(metric(text, m % "sum") / metric(text, m % "count"),
+                           2.0, "32 streams should make batches well above 1")
+
     def test_overload_is_refused_fast_and_the_server_goes_on(self):
         server = harness.Server([MODEL], "--max_queue_sentences=16",
                                 "--num_batch_workers=1")
