@@ -57,7 +57,7 @@ from torch_encoder import TorchEncoder  # noqa: E402
 ORT_TIMER = os.path.join(ROOT, "bench", "ort", "time_ort.js")
 # Interleaved rounds per case, the best median of each side kept: this
 # machine's run-to-run noise is 10-30%.
-ROUNDS = 3
+ROUNDS = 5
 HAVE_ORT = os.path.isdir(os.path.join(ROOT, "bench", "ort", "node_modules",
                                       "onnxruntime-node"))
 VOCAB = ["<unk>"] + ["t%d" % i for i in range(999)]
