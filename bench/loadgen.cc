@@ -223,28 +223,27 @@ void RunClosed(Load& load, Clock::time_point start, Clock::time_point warm_end,
 // One closed-loop caller over EmbedStream: writes a request, waits for its
 // answer, writes the next, until `end`; then closes its side and waits for
 // the call's status. A failed call fails the request in flight (recorded
-// with the call's code) and the caller opens a new stream. Deletes itself
-// and runs `done` when its last call has ended.
+// with the call's code), and before `end` a new caller (a reactor serves one
+// call) goes on with the same random sequence on a new stream. Deletes
+// itself when its call has ended; the last caller of the chain runs `done`.
 class StreamCaller
     : public grpc::ClientBidiReactor<EmbedRequest, EmbedResponse> {
  public:
-  StreamCaller(Load& load, int seed, Clock::time_point warm_end,
+  StreamCaller(Load& load, std::mt19937 rng, Clock::time_point warm_end,
                Clock::time_point end, std::function<void()> done)
       : load_(load),
-        rng_(seed),
+        rng_(rng),
         warm_end_(warm_end),
         end_(end),
         done_(std::move(done)) {}
 
   void Start() {
-    ctx_ = std::make_unique<grpc::ClientContext>();
     if (const int ms = absl::GetFlag(FLAGS_deadline_ms); ms > 0) {
       // A stream lives for the whole run: the deadline covers that.
-      ctx_->set_deadline(std::chrono::system_clock::now() +
-                         (end_ - Clock::now()) + std::chrono::milliseconds(ms));
+      ctx_.set_deadline(std::chrono::system_clock::now() +
+                        (end_ - Clock::now()) + std::chrono::milliseconds(ms));
     }
-    load_.stub().async()->EmbedStream(ctx_.get(), this);
-    in_flight_ = false;
+    load_.stub().async()->EmbedStream(&ctx_, this);
     WriteNext();
     StartCall();
   }
@@ -276,7 +275,10 @@ class StreamCaller
                          ms, ms, sentences_);
     }
     if (Clock::now() < end_ && !s.ok()) {
-      Start();  // a new call for the rest of the run
+      auto* next =
+          new StreamCaller(load_, rng_, warm_end_, end_, std::move(done_));
+      delete this;
+      next->Start();
       return;
     }
     auto done = std::move(done_);
@@ -311,7 +313,7 @@ class StreamCaller
   std::mt19937 rng_;
   const Clock::time_point warm_end_, end_;
   std::function<void()> done_;
-  std::unique_ptr<grpc::ClientContext> ctx_;
+  grpc::ClientContext ctx_;
   EmbedRequest req_;
   EmbedResponse resp_;
   Clock::time_point sent_;
@@ -327,7 +329,7 @@ void RunClosedStreams(Load& load, Clock::time_point warm_end,
   std::atomic<int> active{n};
   absl::Notification all_done;
   for (int i = 0; i < n; ++i) {
-    (new StreamCaller(load, 1000 + i, warm_end, end, [&] {
+    (new StreamCaller(load, std::mt19937(1000 + i), warm_end, end, [&] {
       if (--active == 0) all_done.Notify();
     }))->Start();
   }
