@@ -65,8 +65,7 @@ void ParallelRunner::Loop() {
       // The caller returns, and its slot goes, once it sees `done` under
       // the lock: nothing here touches the slot after that.
       std::lock_guard<std::mutex> lock(mu_);
-      slot->done = true;
-      slot->finished.store(true, std::memory_order_release);
+      slot->done.store(true, std::memory_order_release);
     }
     done_.notify_all();  // callers of several Runs may sleep
   }
@@ -98,10 +97,11 @@ void ParallelRunner::Run(const std::function<void()>& a,
     b();
     return;
   }
-  SpinFor([&slot] { return slot.finished.load(std::memory_order_acquire); },
+  SpinFor([&slot] { return slot.done.load(std::memory_order_acquire); },
           kCallerSpin);
   std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&slot] { return slot.done; });
+  done_.wait(lock,
+             [&slot] { return slot.done.load(std::memory_order_relaxed); });
 }
 
 }  // namespace ctxembed

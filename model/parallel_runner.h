@@ -42,13 +42,13 @@ class ParallelRunner {
   void Run(const std::function<void()>& a, const std::function<void()>& b);
 
  private:
-  // A posted task, on its caller's stack while Run waits. `taken` and
-  // `done` are guarded by mu_; `finished` mirrors `done` for polling.
+  // A posted task, on its caller's stack while Run waits. `taken` is
+  // guarded by mu_; `done` is set under mu_ too (so a sleeping caller
+  // wakes) and polled without it.
   struct Slot {
     const std::function<void()>* task = nullptr;
-    bool taken = false;  // by the helper or back by the caller
-    bool done = false;   // the helper has run it
-    std::atomic<bool> finished{false};
+    bool taken = false;             // by the helper or back by the caller
+    std::atomic<bool> done{false};  // the helper has run it
   };
 
   void Loop();
